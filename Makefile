@@ -1,0 +1,52 @@
+# Promesa: one entry point for setup, running, tests, lint, code generation and benchmarks.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+STAMP := $(VENV)/.installed
+
+export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test lint proto bench images clean
+
+setup: $(STAMP) $(BUF)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	touch $(BUF)
+
+run: setup
+	$(PY) -m promesa.run
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/mypy
+	$(BUF) lint
+
+proto: setup
+	$(PY) -m promesa.protogen
+
+bench: setup
+	$(PY) -m bench
+
+images:
+	@if docker info >/dev/null 2>&1; then \
+	  for s in contacts interactions followup; do \
+	    docker build -f deploy/images/$$s.Dockerfile -t promesa/$$s:$${TAG:-0.1.0} . || exit 1; \
+	  done; \
+	else echo "make images: no Docker engine on this machine; see deploy/README.md"; exit 1; fi
+
+clean:
+	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache
