@@ -1,0 +1,1 @@
+"""The contacts service: people and organisations, their preferences, consent and lifecycle."""

@@ -1,0 +1,1 @@
+"""Storage, messaging and event-encoding adapters of the contacts service."""

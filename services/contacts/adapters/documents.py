@@ -1,0 +1,115 @@
+"""A contact as a plain document (JSON in SQLite, BSON in MongoDB); both adapters share it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from contacts.domain.model import (
+    Channel,
+    Contact,
+    ContactDetails,
+    ContactKind,
+    Lifecycle,
+    PostalAddress,
+    QuietHours,
+    Relationship,
+)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def to_document(c: Contact) -> dict[str, Any]:
+    d = c.details
+    a = d.postal_address
+    return {
+        "id": c.id,
+        "kind": d.kind.value,
+        "display_name": d.display_name,
+        "preferred_name": d.preferred_name,
+        "emails": list(d.emails),
+        "phones": list(d.phones),
+        "postal_address": {
+            "lines": list(a.lines),
+            "locality": a.locality,
+            "region": a.region,
+            "postal_code": a.postal_code,
+            "country_code": a.country_code,
+        },
+        "organisation_id": d.organisation_id,
+        "owner_id": d.owner_id,
+        "team": d.team,
+        "tags": list(d.tags),
+        "time_zone": d.time_zone,
+        "preferred_channel": d.preferred_channel.value if d.preferred_channel else None,
+        "consents": [[ch.value, granted] for ch, granted in d.consents],
+        "quiet_hours": (
+            [d.quiet_hours.start_minute, d.quiet_hours.end_minute] if d.quiet_hours else None
+        ),
+        "discreet": d.discreet,
+        "referred_by_id": d.referred_by_id,
+        "relationship": d.relationship.value,
+        "status": c.status.value,
+        "created_at": _ts(c.created_at),
+        "updated_at": _ts(c.updated_at),
+        "created_by": c.created_by,
+        "updated_by": c.updated_by,
+        "version": c.version,
+        "last_purchase_at": _ts(c.last_purchase_at),
+        "last_interaction_at": _ts(c.last_interaction_at),
+        "merged_into_id": c.merged_into_id,
+        "erased_at": _ts(c.erased_at),
+    }
+
+
+def from_document(doc: dict[str, Any]) -> Contact:
+    a = doc["postal_address"]
+    quiet = doc["quiet_hours"]
+    details = ContactDetails(
+        kind=ContactKind(doc["kind"]),
+        display_name=doc["display_name"],
+        preferred_name=doc["preferred_name"],
+        emails=tuple(doc["emails"]),
+        phones=tuple(doc["phones"]),
+        postal_address=PostalAddress(
+            lines=tuple(a["lines"]),
+            locality=a["locality"],
+            region=a["region"],
+            postal_code=a["postal_code"],
+            country_code=a["country_code"],
+        ),
+        organisation_id=doc["organisation_id"],
+        owner_id=doc["owner_id"],
+        team=doc["team"],
+        tags=tuple(doc["tags"]),
+        time_zone=doc["time_zone"],
+        preferred_channel=Channel(doc["preferred_channel"]) if doc["preferred_channel"] else None,
+        consents=tuple((Channel(ch), bool(g)) for ch, g in doc["consents"]),
+        quiet_hours=QuietHours(quiet[0], quiet[1]) if quiet else None,
+        discreet=doc["discreet"],
+        referred_by_id=doc["referred_by_id"],
+        relationship=Relationship(doc["relationship"]),
+    )
+    created_at = _dt(doc["created_at"])
+    updated_at = _dt(doc["updated_at"])
+    assert created_at is not None and updated_at is not None
+    return Contact(
+        id=doc["id"],
+        details=details,
+        status=Lifecycle(doc["status"]),
+        created_at=created_at,
+        updated_at=updated_at,
+        created_by=doc["created_by"],
+        updated_by=doc["updated_by"],
+        version=doc["version"],
+        last_purchase_at=_dt(doc["last_purchase_at"]),
+        last_interaction_at=_dt(doc["last_interaction_at"]),
+        merged_into_id=doc["merged_into_id"],
+        erased_at=_dt(doc["erased_at"]),
+    )

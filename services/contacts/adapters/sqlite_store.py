@@ -1,0 +1,274 @@
+"""The embedded default store: SQLite in WAL mode, contact documents plus indexed columns."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from contacts.adapters.documents import from_document, to_document
+from contacts.domain.events import ContactEvent
+from contacts.domain.model import Contact
+from contacts.ports import (
+    AlreadyHandledError,
+    Change,
+    ContactFilter,
+    DuplicateRequestError,
+    EmailTakenError,
+    IdempotencyKey,
+    VersionConflictError,
+)
+from promesa import sqlite as db
+from promesa.clock import Clock
+from promesa.events import IncomingEvent, OutgoingEvent
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    status TEXT NOT NULL,
+    live INTEGER NOT NULL,
+    owner_id TEXT NOT NULL,
+    team TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    relationship TEXT NOT NULL,
+    display_key TEXT NOT NULL,
+    preferred_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_purchase_at TEXT
+);
+CREATE INDEX IF NOT EXISTS contacts_by_created ON contacts (created_at, id);
+CREATE INDEX IF NOT EXISTS contacts_lapsing ON contacts (status, last_purchase_at)
+    WHERE live = 1;
+CREATE INDEX IF NOT EXISTS contacts_by_owner ON contacts (owner_id, created_at, id);
+CREATE INDEX IF NOT EXISTS contacts_by_team ON contacts (team, created_at, id);
+CREATE INDEX IF NOT EXISTS contacts_by_display ON contacts (display_key) WHERE live = 1;
+CREATE INDEX IF NOT EXISTS contacts_by_preferred ON contacts (preferred_key) WHERE live = 1;
+CREATE TABLE IF NOT EXISTS contact_emails (
+    email TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contact_emails_by_contact ON contact_emails (contact_id);
+CREATE TABLE IF NOT EXISTS contact_phones (
+    phone TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    PRIMARY KEY (phone, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contact_phones_by_contact ON contact_phones (contact_id);
+CREATE TABLE IF NOT EXISTS contact_tags (
+    tag TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    PRIMARY KEY (tag, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contact_tags_by_contact ON contact_tags (contact_id);
+"""
+
+
+class SqliteContactStore:
+    def __init__(
+        self,
+        path: Path,
+        encode: Callable[[ContactEvent], OutgoingEvent],
+        clock: Clock,
+        *,
+        synchronous: str = "FULL",
+    ) -> None:
+        self._conn = db.open_database(path, synchronous=synchronous)
+        self._conn.executescript(SCHEMA)
+        self._encode = encode
+        self._clock = clock
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get(self, contact_id: str) -> Contact | None:
+        row = self._conn.execute("SELECT doc FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+        return from_document(json.loads(row[0])) if row else None
+
+    async def holder_of_email(self, email: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT contact_id FROM contact_emails WHERE email = ?", (email,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    async def find_request(self, request_id: str) -> IdempotencyKey | None:
+        row = self._conn.execute(
+            "SELECT operation, fingerprint, resource_id FROM idempotency WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return IdempotencyKey(request_id, row[0], row[1], row[2])
+
+    async def list(
+        self, f: ContactFilter, after: tuple[str, str] | None, limit: int
+    ) -> Sequence[Contact]:
+        where = ["c.live = 1"]
+        args: list[object] = []
+        if f.status is not None:
+            where.append("c.status = ?")
+            args.append(f.status.value)
+        for column in ("owner_id", "team"):
+            if getattr(f, column):
+                where.append(f"c.{column} = ?")
+                args.append(getattr(f, column))
+        if f.kind is not None:
+            where.append("c.kind = ?")
+            args.append(f.kind.value)
+        if f.relationship is not None:
+            where.append("c.relationship = ?")
+            args.append(f.relationship.value)
+        if f.updated_since is not None:
+            where.append("c.updated_at >= ?")
+            args.append(f.updated_since.isoformat())
+        if f.tag:
+            where.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tag = ?)")
+            args.append(f.tag.strip().lower())
+        if after is not None:
+            where.append("(c.created_at, c.id) > (?, ?)")
+            args.extend(after)
+        sql = (
+            f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)}"
+            " ORDER BY c.created_at, c.id LIMIT ?"
+        )
+        rows = self._conn.execute(sql, (*args, limit)).fetchall()
+        return [from_document(json.loads(r[0])) for r in rows]
+
+    async def search(
+        self, name_prefix: str, email: str, phone: str, after: str | None, limit: int
+    ) -> Sequence[Contact]:
+        where = ["c.live = 1"]
+        args: list[object] = []
+        if name_prefix:
+            upper = name_prefix + "\U0010ffff"
+            where.append(
+                "((c.display_key >= ? AND c.display_key < ?)"
+                " OR (c.preferred_key >= ? AND c.preferred_key < ?))"
+            )
+            args.extend([name_prefix, upper, name_prefix, upper])
+        if email:
+            where.append("c.id IN (SELECT contact_id FROM contact_emails WHERE email = ?)")
+            args.append(email)
+        if phone:
+            where.append("c.id IN (SELECT contact_id FROM contact_phones WHERE phone = ?)")
+            args.append(phone)
+        if after is not None:
+            where.append("c.id > ?")
+            args.append(after)
+        sql = f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)} ORDER BY c.id LIMIT ?"
+        rows = self._conn.execute(sql, (*args, limit)).fetchall()
+        return [from_document(json.loads(r[0])) for r in rows]
+
+    async def lapsed(self, purchased_before: datetime, limit: int) -> Sequence[Contact]:
+        rows = self._conn.execute(
+            "SELECT doc FROM contacts WHERE live = 1 AND status = 'ACTIVE'"
+            " AND last_purchase_at <= ? ORDER BY last_purchase_at LIMIT ?",
+            (purchased_before.isoformat(), limit),
+        ).fetchall()
+        return [from_document(json.loads(r[0])) for r in rows]
+
+    # --- the one write path ------------------------------------------------------------------
+
+    async def commit(self, change: Change) -> None:
+        conn = self._conn
+        try:
+            with db.transaction(conn):
+                if change.handled is not None:
+                    consumer, event_id = change.handled
+                    if not db.inbox_claim(conn, consumer, event_id, self._clock.now()):
+                        raise AlreadyHandledError(event_id)
+                if change.idempotency is not None:
+                    k = change.idempotency
+                    try:
+                        db.remember_idempotent(
+                            conn, k.request_id, k.operation, k.resource_id, k.fingerprint
+                        )
+                    except sqlite3.IntegrityError:
+                        raise DuplicateRequestError(k.request_id) from None
+                for contact, expected in change.saves:
+                    self._save(conn, contact, expected)
+                db.append_outbox(conn, [self._encode(e) for e in change.events])
+        except sqlite3.IntegrityError as exc:
+            raise RuntimeError(f"unexpected constraint failure: {exc}") from exc
+
+    def _save(self, conn: sqlite3.Connection, c: Contact, expected: int) -> None:
+        doc = to_document(c)
+        d = c.details
+        row = (
+            c.version,
+            json.dumps(doc),
+            c.status.value,
+            int(c.is_live),
+            d.owner_id,
+            d.team,
+            d.kind.value,
+            d.relationship.value,
+            d.display_name.lower(),
+            d.preferred_name.lower(),
+            doc["created_at"],
+            doc["updated_at"],
+            doc["last_purchase_at"],
+        )
+        if expected == 0:
+            conn.execute(
+                "INSERT INTO contacts (version, doc, status, live, owner_id, team, kind,"
+                " relationship, display_key, preferred_key, created_at, updated_at,"
+                " last_purchase_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, c.id),
+            )
+        else:
+            cur = conn.execute(
+                "UPDATE contacts SET version = ?, doc = ?, status = ?, live = ?, owner_id = ?,"
+                " team = ?, kind = ?, relationship = ?, display_key = ?, preferred_key = ?,"
+                " created_at = ?, updated_at = ?, last_purchase_at = ?"
+                " WHERE id = ? AND version = ?",
+                (*row, c.id, expected),
+            )
+            if cur.rowcount != 1:
+                raise VersionConflictError(c.id)
+        conn.execute("DELETE FROM contact_emails WHERE contact_id = ?", (c.id,))
+        conn.execute("DELETE FROM contact_phones WHERE contact_id = ?", (c.id,))
+        conn.execute("DELETE FROM contact_tags WHERE contact_id = ?", (c.id,))
+        if not c.is_live:
+            return
+        for email in d.emails:
+            try:
+                conn.execute(
+                    "INSERT INTO contact_emails (email, contact_id) VALUES (?, ?)", (email, c.id)
+                )
+            except sqlite3.IntegrityError:
+                holder = conn.execute(
+                    "SELECT contact_id FROM contact_emails WHERE email = ?", (email,)
+                ).fetchone()
+                raise EmailTakenError(email, holder[0] if holder else "") from None
+        conn.executemany(
+            "INSERT OR IGNORE INTO contact_phones (phone, contact_id) VALUES (?, ?)",
+            [(p, c.id) for p in d.phones],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO contact_tags (tag, contact_id) VALUES (?, ?)",
+            [(t, c.id) for t in d.tags],
+        )
+
+    # --- outbox, dead letters ----------------------------------------------------------------
+
+    async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
+        return db.pending_outbox(self._conn, limit)
+
+    async def mark_events_sent(self, seqs: Sequence[int]) -> None:
+        db.delete_outbox(self._conn, seqs)
+
+    async def outbox_backlog(self) -> int:
+        return db.outbox_backlog(self._conn)
+
+    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
+        db.record_dead_letter(self._conn, consumer, event, error, self._clock.now())
+
+    async def dead_letters(self) -> list[dict[str, object]]:
+        return db.dead_letters(self._conn)
+
+    async def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,1 @@
+"""The contacts domain: standard library only, no transport or storage types."""

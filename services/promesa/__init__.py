@@ -1,0 +1,1 @@
+"""Shared platform of the Promesa services: config, logging, errors, gRPC, events, outbox."""

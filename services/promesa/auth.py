@@ -1,0 +1,72 @@
+"""Bearer-token identities: who is calling, with which role, bound for the duration of a call."""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from promesa.errors import PermissionDeniedError
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller of an RPC; its subject is recorded on every write it makes."""
+
+    subject: str
+    role: Role
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise PermissionDeniedError(
+                f"{self.subject} ({self.role.value}) may not do this; allowed roles: {allowed}"
+            )
+
+
+SYSTEM = Identity("system", Role.SERVICE)
+_current: contextvars.ContextVar[Identity] = contextvars.ContextVar("identity", default=SYSTEM)
+
+
+def current_identity() -> Identity:
+    return _current.get()
+
+
+def bind_identity(identity: Identity) -> contextvars.Token[Identity]:
+    return _current.set(identity)
+
+
+def reset_identity(token: contextvars.Token[Identity]) -> None:
+    _current.reset(token)
+
+
+def parse_tokens(spec: str) -> Mapping[str, Identity]:
+    """Parses `token=subject:role,token=subject:role`; raises ValueError naming the bad entry."""
+    tokens: dict[str, Identity] = {}
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        token, sep, who = entry.partition("=")
+        subject, sep2, role = who.partition(":")
+        if not (sep and sep2 and token and subject):
+            raise ValueError(f"entry {_redact(entry)!r} is not token=subject:role")
+        try:
+            tokens[token] = Identity(subject, Role(role))
+        except ValueError:
+            raise ValueError(
+                f"role {role!r} of {subject!r} is not one of agent, supervisor, service"
+            ) from None
+    return tokens
+
+
+def _redact(entry: str) -> str:
+    token, _, rest = entry.partition("=")
+    return f"{token[:3]}…={rest}" if rest else f"{token[:3]}…"

@@ -1,0 +1,224 @@
+"""The event bus on NATS JetStream: stream declaration, pipelined publishing, durable consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError as JsNotFoundError
+
+from promesa import metrics
+from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
+
+log = structlog.get_logger(__name__)
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A producer's stream: one per domain, holding `crm.<domain>.>`."""
+
+    name: str
+    subjects: tuple[str, ...]
+
+
+CONTACTS_STREAM = StreamSpec("CRM_CONTACTS", ("crm.contacts.>",))
+INTERACTIONS_STREAM = StreamSpec("CRM_INTERACTIONS", ("crm.interactions.>",))
+FOLLOWUP_STREAM = StreamSpec("CRM_FOLLOWUP", ("crm.followup.>",))
+
+
+class EventBus:
+    """One NATS connection per service; publishing is pipelined, never awaited inside an RPC."""
+
+    def __init__(self, url: str, *, name: str) -> None:
+        self._url = url
+        self._name = name
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    async def connect(self) -> None:
+        self._nc = await nats.connect(
+            self._url,
+            name=self._name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._js = self._nc.jetstream(publish_async_max_pending=10_000)
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("EventBus.connect() has not been called")
+        return self._js
+
+    async def declare_stream(self, spec: StreamSpec, *, replicas: int = 1) -> None:
+        """Idempotent: creates the stream, or updates it to this configuration."""
+        config = StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            await self.js.stream_info(spec.name)
+        except JsNotFoundError:
+            await self.js.add_stream(config)
+            log.info("stream_declared", stream=spec.name, subjects=spec.subjects)
+        else:
+            await self.js.update_stream(config)
+
+    async def publish_batch(
+        self, events: Sequence[OutgoingEvent], *, timeout: float = 10.0
+    ) -> None:
+        """Publishes all events pipelined and waits for every acknowledgement.
+
+        Raises if any publish is not acknowledged; the caller keeps them pending and retries,
+        and the `Nats-Msg-Id` header makes the retry harmless for those that did land.
+        """
+        futures = [
+            await self.js.publish_async(e.subject, e.data, headers=e.headers()) for e in events
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout)
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    async def _on_disconnected(self) -> None:
+        log.warning("nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats_reconnected")
+
+
+Handler = Callable[[IncomingEvent], Awaitable[None]]
+DeadLetterSink = Callable[[str, IncomingEvent, str], Awaitable[None]]
+
+
+class DurableConsumer:
+    """A durable pull consumer that acks after the handler commits.
+
+    A failing message is redelivered after a back-off; after `max_deliver` deliveries, or at
+    once when it cannot be decoded, it is written to the dead letters and terminated, so it is
+    never dropped without a trace. Handlers must be idempotent (an inbox row per event id).
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        service: str,
+        stream: StreamSpec,
+        durable: str,
+        filter_subjects: Sequence[str],
+        handler: Handler,
+        dead_letters: DeadLetterSink,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        batch: int = 100,
+    ) -> None:
+        self._bus = bus
+        self._service = service
+        self._stream = stream
+        self._durable = durable
+        self._filters = list(filter_subjects)
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._ack_wait = ack_wait
+        self._max_deliver = max_deliver
+        self._batch = batch
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sub = await self._subscribe()
+        if sub is None:
+            return
+        log.info("consumer_started", consumer=self._durable, stream=self._stream.name)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                except TimeoutError:
+                    continue
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in msgs:
+                    await self._handle(msg)
+        finally:
+            await sub.unsubscribe()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription | None:
+        """Waits for the producer to declare its stream: services may start in any order."""
+        config = ConsumerConfig(
+            durable_name=self._durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait,
+            max_deliver=self._max_deliver,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subjects=self._filters,
+            max_ack_pending=1000,
+        )
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self._bus.js.stream_info(self._stream.name)
+                await self._bus.js.add_consumer(self._stream.name, config=config)
+                return await self._bus.js.pull_subscribe_bind(
+                    durable=self._durable, stream=self._stream.name
+                )
+            except JsNotFoundError:
+                log.info("consumer_waiting_for_stream", stream=self._stream.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
+    async def _handle(self, msg: nats.aio.msg.Msg) -> None:
+        delivery = msg.metadata.num_delivered
+        event = IncomingEvent.from_message(msg.subject, msg.headers, msg.data, delivery)
+        bound = structlog.contextvars.bound_contextvars(
+            event_id=event.event_id, event_type=event.type, consumer=self._durable
+        )
+        with bound:
+            if delivery > 1:
+                metrics.EVENTS_REDELIVERED.labels(self._service, self._durable).inc()
+            try:
+                await self._handler(event)
+            except UndecodableEventError as exc:
+                await self._give_up(msg, event, f"undecodable: {exc}")
+                return
+            except Exception as exc:
+                if delivery >= self._max_deliver:
+                    await self._give_up(msg, event, repr(exc))
+                    return
+                log.warning("event_failed_will_retry", delivery=delivery, error=repr(exc))
+                metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "retry").inc()
+                await msg.nak(delay=min(0.5 * 2**delivery, 30.0))
+                return
+            await msg.ack()
+            metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "ok").inc()
+
+    async def _give_up(self, msg: nats.aio.msg.Msg, event: IncomingEvent, error: str) -> None:
+        await self._dead_letters(self._durable, event, error)
+        log.error("event_dead_lettered", delivery=event.delivery, error=error)
+        metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()
+        metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "dead_letter").inc()
+        await msg.term()

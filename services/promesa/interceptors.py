@@ -1,0 +1,135 @@
+"""The one gRPC interceptor: request id, caller identity, error mapping, a log line and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import structlog
+
+from promesa import errors, metrics
+from promesa.auth import Identity, bind_identity, reset_identity
+from promesa.grpc_errors import status_code_for, to_status
+from promesa.ids import new_id
+
+log = structlog.get_logger(__name__)
+
+# Probes and tooling must work without a token: Kubernetes calls health, grpcurl reflection.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamBehavior = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, service: str, tokens: Mapping[str, Identity]) -> None:
+        self._service = service
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, metadata, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, metadata, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _identify(self, metadata: Mapping[str, str]) -> Identity:
+        scheme, _, token = metadata.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise errors.UnauthenticatedError("missing bearer token in 'authorization' metadata")
+        identity = self._tokens.get(token.strip())
+        if identity is None:
+            raise errors.UnauthenticatedError("unknown bearer token")
+        return identity
+
+    def _unary(
+        self, method: str, metadata: Mapping[str, str], behavior: UnaryBehavior
+    ) -> UnaryBehavior:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            request_id = metadata.get("x-request-id") or new_id()
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
+                try:
+                    token = bind_identity(self._identify(metadata))
+                    try:
+                        return await behavior(request, context)
+                    finally:
+                        reset_identity(token)
+                except errors.PromesaError as exc:
+                    code = status_code_for(exc)
+                    log.info("rpc_refused", code=code.name, reason=str(exc))
+                    await context.abort_with_status(to_status(exc))
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("rpc_failed")
+                    await context.abort(
+                        grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
+                    )
+                finally:
+                    self._observe(method, code, started)
+
+        return call
+
+    def _stream(
+        self, method: str, metadata: Mapping[str, str], behavior: StreamBehavior
+    ) -> StreamBehavior:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request_id = metadata.get("x-request-id") or new_id()
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
+                try:
+                    token = bind_identity(self._identify(metadata))
+                    try:
+                        async for response in behavior(request, context):
+                            yield response
+                    finally:
+                        reset_identity(token)
+                except errors.PromesaError as exc:
+                    code = status_code_for(exc)
+                    log.info("rpc_refused", code=code.name, reason=str(exc))
+                    await context.abort_with_status(to_status(exc))
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("rpc_failed")
+                    await context.abort(
+                        grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
+                    )
+                finally:
+                    self._observe(method, code, started)
+
+        return call
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        short = method.rsplit("/", 1)[-1]
+        metrics.RPC_HANDLED.labels(self._service, short, code.name).inc()
+        metrics.RPC_LATENCY.labels(self._service, short).observe(elapsed)
+        if code == grpc.StatusCode.OK:
+            log.info("rpc_completed", code=code.name, ms=round(elapsed * 1000, 3))

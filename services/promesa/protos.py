@@ -1,0 +1,58 @@
+"""Conversions between protobuf well-known types and plain Python values, for servicers."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from promesa.errors import Violations
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def from_timestamp(message: Any, field: str) -> datetime | None:
+    """None when the field is unset (HasField), an aware UTC datetime otherwise."""
+    if not message.HasField(field):
+        return None
+    ts: timestamp_pb2.Timestamp = getattr(message, field)
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def to_duration(value: timedelta | None) -> duration_pb2.Duration | None:
+    if value is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(value)
+    return d
+
+
+def enum_to_proto(value: enum.Enum | None, prefix: str, proto_enum: Any) -> int:
+    """Domain `EMAIL` → proto `CHANNEL_EMAIL`; None → the UNSPECIFIED zero value."""
+    if value is None:
+        return 0
+    return int(proto_enum.Value(f"{prefix}_{value.value}"))
+
+
+def enum_from_proto(
+    number: int, prefix: str, proto_enum: Any, domain: type[E], path: str, v: Violations
+) -> E | None:
+    """The zero value means unset (None); a number the contract does not know is a violation."""
+    if number == 0:
+        return None
+    try:
+        name: str = proto_enum.Name(number)
+        return domain(name.removeprefix(f"{prefix}_"))
+    except ValueError:
+        v.add(path, f"{number} is not a known value")
+        return None

@@ -1,0 +1,127 @@
+"""Boot and shutdown of a service as one readable sequence, shared by all three services."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from promesa.bus import EventBus, StreamSpec
+from promesa.interceptors import CallInterceptor
+from promesa.metrics import serve_metrics
+from promesa.outbox import OutboxRelay
+from promesa.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    """A background loop (consumer, sweep, relay) that runs until asked to stop."""
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ServiceParts:
+    """What a service's composition root hands to the runtime."""
+
+    grpc_service_names: Sequence[str]  # full proto names, for health and reflection
+    register: Callable[[grpc.aio.Server], None]
+    relay: OutboxRelay
+    stream: StreamSpec
+    workers: Sequence[Worker] = ()
+    close_store: Callable[[], Awaitable[None]] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Runtime:
+    """Start, serve, and stop in the order that loses nothing.
+
+    Stop order: health NOT_SERVING, stop accepting and let in-flight calls finish within the
+    grace period, stop consumers and sweeps, flush the outbox, drain NATS, close the store.
+    """
+
+    def __init__(self, settings: CommonSettings, bus: EventBus, parts: ServiceParts) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.parts = parts
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        s = self.settings
+        await self.bus.declare_stream(self.parts.stream, replicas=s.stream_replicas)
+        server = grpc.aio.server(interceptors=[CallInterceptor(s.service, s.api_tokens)])
+        self.parts.register(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [*self.parts.grpc_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        self.port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        await server.start()
+        self._server = server
+        serve_metrics(s.metrics_port)
+        workers: list[Worker | OutboxRelay] = [self.parts.relay, *self.parts.workers]
+        self._tasks = [asyncio.create_task(self._supervise(w)) for w in workers]
+        for name in ("", *self.parts.grpc_service_names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "service_started",
+            grpc_port=self.port,
+            metrics_port=s.metrics_port,
+            store=s.store,
+            nats=s.nats_url,
+        )
+        return self.port
+
+    async def _supervise(self, worker: Worker | OutboxRelay) -> None:
+        """A worker that crashes is logged and restarted: a bug must not silently stop it."""
+        while True:
+            try:
+                await worker.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker_crashed", worker=type(worker).__name__)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        for name in ("", *self.parts.grpc_service_names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace_seconds)
+        for worker in self.parts.workers:
+            worker.stop()
+        self.parts.relay.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.parts.relay.flush()
+        except Exception as exc:
+            log.warning("outbox_flush_failed_at_shutdown", error=repr(exc))
+        await self.bus.close()
+        if self.parts.close_store is not None:
+            await self.parts.close_store()
+        log.info("service_stopped")
+
+    async def serve_until_signalled(self) -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await self.start()
+        await stopping.wait()
+        log.info("service_stopping")
+        await self.stop()
