@@ -22,9 +22,10 @@ async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
     if common.store == "mongodb":
         from contacts.adapters.mongo_store import MongoContactStore
 
-        return await MongoContactStore.open(
+        store: ContactStore = await MongoContactStore.open(
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
+        return store
     return SqliteContactStore(common.sqlite_path, event_codec.encode, clock)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import nats
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError as JsNotFoundError
@@ -93,8 +94,13 @@ class EventBus:
         await asyncio.wait_for(asyncio.gather(*futures), timeout)
 
     async def close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
+        """Drains when connected; when NATS is away there is nothing to drain, so just close."""
+        if self._nc is None or self._nc.is_closed:
+            return
+        if self._nc.is_connected:
             await self._nc.drain()
+        else:
+            await self._nc.close()
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
@@ -185,13 +191,14 @@ class DurableConsumer:
                     durable=self._durable, stream=self._stream.name
                 )
             except JsNotFoundError:
-                log.info("consumer_waiting_for_stream", stream=self._stream.name)
+                if delay == 0.2:
+                    log.info("consumer_waiting_for_stream", stream=self._stream.name)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, 5.0)
         return None
 
-    async def _handle(self, msg: nats.aio.msg.Msg) -> None:
+    async def _handle(self, msg: Msg) -> None:
         delivery = msg.metadata.num_delivered
         event = IncomingEvent.from_message(msg.subject, msg.headers, msg.data, delivery)
         bound = structlog.contextvars.bound_contextvars(
@@ -216,7 +223,7 @@ class DurableConsumer:
             await msg.ack()
             metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "ok").inc()
 
-    async def _give_up(self, msg: nats.aio.msg.Msg, event: IncomingEvent, error: str) -> None:
+    async def _give_up(self, msg: Msg, event: IncomingEvent, error: str) -> None:
         await self._dead_letters(self._durable, event, error)
         log.error("event_dead_lettered", delivery=event.delivery, error=error)
         metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import structlog
@@ -19,20 +19,26 @@ log = structlog.get_logger(__name__)
 # Probes and tooling must work without a token: Kubernetes calls health, grpcurl reflection.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
-UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-StreamBehavior = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+if TYPE_CHECKING:  # the grpc classes are generic only in their type stubs
+    Context = grpc.aio.ServicerContext[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Context = grpc.aio.ServicerContext
+    Handler = grpc.RpcMethodHandler
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service: str, tokens: Mapping[str, Identity]) -> None:
         self._service = service
         self._tokens = tokens
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         method: str = details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
@@ -40,13 +46,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, metadata, handler.unary_unary),
+                self._unary(method, metadata, cast(UnaryBehavior, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, metadata, handler.unary_stream),
+                self._stream(method, metadata, cast(StreamBehavior, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -64,7 +70,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _unary(
         self, method: str, metadata: Mapping[str, str], behavior: UnaryBehavior
     ) -> UnaryBehavior:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def call(request: Any, context: Context) -> Any:
             request_id = metadata.get("x-request-id") or new_id()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -96,7 +102,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _stream(
         self, method: str, metadata: Mapping[str, str], behavior: StreamBehavior
     ) -> StreamBehavior:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
             request_id = metadata.get("x-request-id") or new_id()
             started = time.perf_counter()
             code = grpc.StatusCode.OK

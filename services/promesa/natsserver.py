@@ -52,7 +52,10 @@ class NatsServer:
         )
         log_file = (self.store_dir / "nats.log").open("ab")
         self._proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)], stdout=log_file, stderr=log_file
+            [nats_server_binary(), "-c", str(config)],
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # Ctrl-C reaches whoever started it, who stops it last
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -37,11 +37,11 @@ def to_duration(value: timedelta | None) -> duration_pb2.Duration | None:
     return d
 
 
-def enum_to_proto(value: enum.Enum | None, prefix: str, proto_enum: Any) -> int:
+def enum_to_proto(value: enum.Enum | None, prefix: str, proto_enum: Any) -> Any:
     """Domain `EMAIL` → proto `CHANNEL_EMAIL`; None → the UNSPECIFIED zero value."""
     if value is None:
         return 0
-    return int(proto_enum.Value(f"{prefix}_{value.value}"))
+    return proto_enum.Value(f"{prefix}_{value.value}")
 
 
 def enum_from_proto(

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 import structlog
@@ -21,14 +22,12 @@ from promesa.settings import CommonSettings
 log = structlog.get_logger(__name__)
 
 
-class Worker:
+class Worker(Protocol):
     """A background loop (consumer, sweep, relay) that runs until asked to stop."""
 
-    async def run(self) -> None:
-        raise NotImplementedError
+    async def run(self) -> None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -73,7 +72,7 @@ class Runtime:
         await server.start()
         self._server = server
         serve_metrics(s.metrics_port)
-        workers: list[Worker | OutboxRelay] = [self.parts.relay, *self.parts.workers]
+        workers: list[Worker] = [self.parts.relay, *self.parts.workers]
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in workers]
         for name in ("", *self.parts.grpc_service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -86,7 +85,7 @@ class Runtime:
         )
         return self.port
 
-    async def _supervise(self, worker: Worker | OutboxRelay) -> None:
+    async def _supervise(self, worker: Worker) -> None:
         """A worker that crashes is logged and restarted: a bug must not silently stop it."""
         while True:
             try:

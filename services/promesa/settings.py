@@ -20,10 +20,10 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self._environ.get(name, default).strip() or default
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
         raw = self._environ.get(name, "").strip()
         if not raw:
             return default
@@ -35,7 +35,7 @@ class Env:
             raise ConfigError(f"{name}={value} is outside {minimum}..{maximum}")
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self._environ.get(name, "").strip()
         if not raw:
             return default
@@ -48,12 +48,12 @@ class Env:
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default).lower()
+        value = self.text(name, default).lower()
         if value not in choices:
             raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self._environ.get(name, "").strip().lower()
         if not raw:
             return default
@@ -91,11 +91,11 @@ class CommonSettings:
     ) -> CommonSettings:
         env = env or Env()
         store = env.choice("CRM_STORE", "sqlite", ("sqlite", "mongodb"))
-        mongodb_uri = env.str("CRM_MONGODB_URI", "")
+        mongodb_uri = env.text("CRM_MONGODB_URI", "")
         if store == "mongodb" and not mongodb_uri:
             raise ConfigError("CRM_MONGODB_URI is required when CRM_STORE=mongodb")
         try:
-            tokens = parse_tokens(env.str("CRM_API_TOKENS", ""))
+            tokens = parse_tokens(env.text("CRM_API_TOKENS", ""))
         except ValueError as exc:
             raise ConfigError(f"CRM_API_TOKENS: {exc}") from None
         if not tokens:
@@ -105,19 +105,21 @@ class CommonSettings:
             )
         return cls(
             service=service,
-            grpc_host=env.str("CRM_GRPC_HOST", "0.0.0.0"),
-            grpc_port=env.int("CRM_GRPC_PORT", grpc_port, maximum=65535),
-            metrics_port=env.int("CRM_METRICS_PORT", metrics_port, maximum=65535),
+            grpc_host=env.text("CRM_GRPC_HOST", "0.0.0.0"),
+            grpc_port=env.integer("CRM_GRPC_PORT", grpc_port, maximum=65535),
+            metrics_port=env.integer("CRM_METRICS_PORT", metrics_port, maximum=65535),
             store=store,
-            sqlite_path=Path(env.str("CRM_SQLITE_PATH", f"data/{service}.db")),
+            sqlite_path=Path(env.text("CRM_SQLITE_PATH", f"data/{service}.db")),
             mongodb_uri=mongodb_uri,
-            mongodb_database=env.str("CRM_MONGODB_DATABASE", f"promesa_{service}"),
-            nats_url=env.str("CRM_NATS_URL", "nats://127.0.0.1:4222"),
-            stream_replicas=env.int("CRM_STREAM_REPLICAS", 1, minimum=1, maximum=5),
+            mongodb_database=env.text("CRM_MONGODB_DATABASE", f"promesa_{service}"),
+            nats_url=env.text("CRM_NATS_URL", "nats://127.0.0.1:4222"),
+            stream_replicas=env.integer("CRM_STREAM_REPLICAS", 1, minimum=1, maximum=5),
             api_tokens=tokens,
             log_level=env.choice("CRM_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-            shutdown_grace_seconds=env.float("CRM_SHUTDOWN_GRACE_SECONDS", 10.0),
-            consumer_ack_wait_seconds=env.float("CRM_CONSUMER_ACK_WAIT_SECONDS", 30.0, minimum=1.0),
-            consumer_max_deliver=env.int("CRM_CONSUMER_MAX_DELIVER", 5, minimum=1, maximum=100),
-            relay_batch_size=env.int("CRM_RELAY_BATCH_SIZE", 500, minimum=1, maximum=10_000),
+            shutdown_grace_seconds=env.number("CRM_SHUTDOWN_GRACE_SECONDS", 10.0),
+            consumer_ack_wait_seconds=env.number(
+                "CRM_CONSUMER_ACK_WAIT_SECONDS", 30.0, minimum=1.0
+            ),
+            consumer_max_deliver=env.integer("CRM_CONSUMER_MAX_DELIVER", 5, minimum=1, maximum=100),
+            relay_batch_size=env.integer("CRM_RELAY_BATCH_SIZE", 500, minimum=1, maximum=10_000),
         )

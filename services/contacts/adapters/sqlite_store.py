@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -267,7 +268,7 @@ class SqliteContactStore:
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
         db.record_dead_letter(self._conn, consumer, event, error, self._clock.now())
 
-    async def dead_letters(self) -> list[dict[str, object]]:
+    async def dead_letters(self) -> builtins.list[dict[str, object]]:
         return db.dead_letters(self._conn)
 
     async def close(self) -> None:

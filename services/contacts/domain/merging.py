@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import datetime
+from typing import Any
 
 from contacts.domain.model import Contact, ContactDetails, PostalAddress
 
@@ -15,7 +16,7 @@ def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 def absorb(survivor: Contact, duplicate: Contact) -> ContactDetails:
     """Lists are united; a blank field of the survivor is filled from the duplicate."""
     s, d = survivor.details, duplicate.details
-    merged = {
+    merged: dict[str, Any] = {
         "emails": _union(s.emails, d.emails),
         "phones": _union(s.phones, d.phones),
         "tags": _union(s.tags, d.tags),

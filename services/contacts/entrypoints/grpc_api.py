@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-
 from contacts.entrypoints.proto_mapping import (
     contact_to_proto,
     details_from_proto,
@@ -14,6 +12,7 @@ from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
 from promesa.auth import current_identity
 from promesa.errors import Violations
+from promesa.interceptors import Context
 from promesa.protos import to_timestamp
 
 SERVICE_NAME = contacts_pb.DESCRIPTOR.services_by_name["ContactsService"].full_name
@@ -24,7 +23,7 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         self._book = book
 
     async def CreateContact(
-        self, request: contacts_pb.CreateContactRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.CreateContactRequest, context: Context
     ) -> contacts_pb.CreateContactResponse:
         v = Violations()
         details = details_from_proto(request.contact, v)
@@ -33,13 +32,13 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         return contacts_pb.CreateContactResponse(contact=contact_to_proto(contact))
 
     async def GetContact(
-        self, request: contacts_pb.GetContactRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.GetContactRequest, context: Context
     ) -> contacts_pb.GetContactResponse:
         contact = await self._book.get(request.id)
         return contacts_pb.GetContactResponse(contact=contact_to_proto(contact))
 
     async def UpdateContact(
-        self, request: contacts_pb.UpdateContactRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.UpdateContactRequest, context: Context
     ) -> contacts_pb.UpdateContactResponse:
         v = Violations()
         details = details_from_proto(request.contact, v)
@@ -54,7 +53,7 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         return contacts_pb.UpdateContactResponse(contact=contact_to_proto(contact))
 
     async def ListContacts(
-        self, request: contacts_pb.ListContactsRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.ListContactsRequest, context: Context
     ) -> contacts_pb.ListContactsResponse:
         v = Violations()
         f = filter_from_request(request, v)
@@ -66,7 +65,7 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         )
 
     async def SearchContacts(
-        self, request: contacts_pb.SearchContactsRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.SearchContactsRequest, context: Context
     ) -> contacts_pb.SearchContactsResponse:
         page = await self._book.search(
             request.name_prefix,
@@ -81,7 +80,7 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         )
 
     async def MergeContacts(
-        self, request: contacts_pb.MergeContactsRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.MergeContactsRequest, context: Context
     ) -> contacts_pb.MergeContactsResponse:
         survivor = await self._book.merge(
             request.survivor_id, request.duplicate_id, current_identity()
@@ -89,7 +88,7 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
         return contacts_pb.MergeContactsResponse(survivor=contact_to_proto(survivor))
 
     async def EraseContact(
-        self, request: contacts_pb.EraseContactRequest, context: grpc.aio.ServicerContext
+        self, request: contacts_pb.EraseContactRequest, context: Context
     ) -> contacts_pb.EraseContactResponse:
         erased_at = await self._book.erase(request.id, request.reason, current_identity())
         return contacts_pb.EraseContactResponse(erased_at=to_timestamp(erased_at))

@@ -1,0 +1,66 @@
+"""`python -m bench.null_server PORT`: a ContactsService that answers at once, the baseline.
+
+No interceptors, no store, no events: what is left is the cost of grpc.aio and protobuf in one
+uvloop process, the ceiling any real servicer in this stack can reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import grpc
+import uvloop
+
+from crm.contacts.v1 import contact_pb2
+from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
+from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+
+# A contact shaped like what the real service returns, so responses weigh about the same.
+_CONTACT = contact_pb2.Contact(
+    id="00000000-0000-4000-8000-000000000000",
+    kind=contact_pb2.CONTACT_KIND_PERSON,
+    display_name="Null Contact",
+    emails=["null@bench.example"],
+    relationship=contact_pb2.RELATIONSHIP_EXTERNAL_CUSTOMER,
+    status=contact_pb2.LIFECYCLE_STATUS_NEVER_PURCHASED,
+    etag="1",
+)
+_CREATED = contacts_pb.CreateContactResponse(contact=_CONTACT)
+_GOT = contacts_pb.GetContactResponse(contact=_CONTACT)
+_FOUND = contacts_pb.SearchContactsResponse(contacts=[_CONTACT])
+
+
+class NullContactsServicer(contacts_grpc.ContactsServiceServicer):
+    async def CreateContact(
+        self, request: contacts_pb.CreateContactRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb.CreateContactResponse:
+        return _CREATED
+
+    async def GetContact(
+        self, request: contacts_pb.GetContactRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb.GetContactResponse:
+        return _GOT
+
+    async def SearchContacts(
+        self, request: contacts_pb.SearchContactsRequest, context: grpc.aio.ServicerContext
+    ) -> contacts_pb.SearchContactsResponse:
+        return _FOUND
+
+
+async def serve(port: int) -> None:
+    server = grpc.aio.server()
+    contacts_grpc.add_ContactsServiceServicer_to_server(NullContactsServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await server.stop(0.5)
+
+
+if __name__ == "__main__":
+    uvloop.run(serve(int(sys.argv[1])))

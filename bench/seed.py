@@ -1,0 +1,87 @@
+"""Bulk seeding of a contacts SQLite file, and timing of the store's email lookup on it."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.stats import Latencies
+from contacts.adapters import event_codec
+from contacts.adapters.sqlite_store import SqliteContactStore
+from contacts.domain import lifecycle
+from contacts.domain.model import Contact, ContactDetails
+from promesa import sqlite as db
+from promesa.clock import ManualClock
+from promesa.ids import new_id
+
+SEED_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+BATCH = 10_000
+
+
+def seeded_email(index: int) -> str:
+    """The email of the index-th seeded contact, so lookups can be drawn without storing them."""
+    return f"seed-{index:07d}@bench.example"
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    count: int
+    seconds: float
+    file_bytes: int
+
+
+def seed_contacts(path: Path, count: int, *, deadline_seconds: float) -> SeedResult:
+    """Writes `count` live contacts (one email each) in transactions of BATCH, without outbox
+    rows; stops early, at a whole batch, when `deadline_seconds` has passed."""
+    clock = ManualClock(SEED_EPOCH)
+    # A throwaway file: no fsync while seeding; the service reopens it with synchronous=FULL.
+    store = SqliteContactStore(path, event_codec.encode, clock, synchronous="OFF")
+    conn = store._conn
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: random-order index inserts stay in RAM
+    started = time.perf_counter()
+    written = 0
+    try:
+        while written < count:
+            if time.perf_counter() - started > deadline_seconds:
+                break
+            with db.transaction(conn):
+                for i in range(written, min(written + BATCH, count)):
+                    at = SEED_EPOCH + timedelta(seconds=i)
+                    contact = Contact(
+                        id=new_id(),
+                        details=ContactDetails(
+                            display_name=f"Seeded Contact {i}", emails=(seeded_email(i),)
+                        ),
+                        status=lifecycle.status_for(None, at, timedelta(days=90)),
+                        created_at=at,
+                        updated_at=at,
+                        created_by="bench",
+                        updated_by="bench",
+                    )
+                    store._save(conn, contact, 0)
+            written = min(written + BATCH, count)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - started
+    return SeedResult(written, seconds, path.stat().st_size)
+
+
+async def time_email_lookups(path: Path, seeded: int, lookups: int, rng: random.Random) -> Latencies:
+    """Awaits `store.holder_of_email` for random seeded emails, one at a time."""
+    store = SqliteContactStore(path, event_codec.encode, ManualClock(SEED_EPOCH))
+    latencies = Latencies()
+    try:
+        for index in rng.choices(range(seeded), k=lookups):
+            email = seeded_email(index)
+            t0 = time.perf_counter()
+            holder = await store.holder_of_email(email)
+            latencies.add(time.perf_counter() - t0)
+            if holder is None:
+                raise AssertionError(f"seeded email {email} has no holder")
+    finally:
+        await store.close()
+    return latencies

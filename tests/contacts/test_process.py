@@ -1,0 +1,153 @@
+"""The contacts service as a real process: crash safety of the outbox, clean shutdown, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+
+from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
+from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+from promesa.bus import CONTACTS_STREAM, EventBus
+from promesa.natsserver import NatsServer, free_port
+from tests.contacts.conftest import contacts_env
+from tests.contacts.test_contacts_api import a_person
+from tests.support import bearer, events_about, eventually, health_status
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server of its own: this test freezes it with SIGSTOP."""
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    os.kill(server.pid, signal.SIGCONT)
+    server.stop()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+class ContactsProcess:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.port = int(env["CRM_GRPC_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'services'}:{ROOT / 'gen'}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "contacts"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def wait_serving(self, channel: grpc.aio.Channel) -> None:
+        async def serving() -> bool:
+            try:
+                status = await health_status(channel, timeout=0.5)
+            except grpc.aio.AioRpcError:
+                return False
+            return status == health_pb2.HealthCheckResponse.SERVING
+
+        await eventually(serving, timeout=20)
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+    def kill_if_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+async def bus_for(own_nats: NatsServer) -> AsyncIterator[EventBus]:
+    bus = EventBus(own_nats.url, name="test")
+    await bus.connect()
+    yield bus
+    await bus.close()
+
+
+async def test_an_event_committed_before_a_crash_is_published_once_after_restart(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    env = contacts_env(own_nats, tmp_path, CRM_GRPC_PORT=str(free_port()))
+    service = ContactsProcess(env)
+    service.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    try:
+        await service.wait_serving(channel)
+        stub = contacts_grpc.ContactsServiceStub(channel)
+        # Given JetStream cannot answer, so the relay cannot publish what the RPC commits,
+        os.kill(own_nats.pid, signal.SIGSTOP)
+        reply = await stub.CreateContact(
+            contacts_pb.CreateContactRequest(contact=a_person(emails=["crash@example.com"])),
+            metadata=bearer(),
+            timeout=5,
+        )
+        contact_id = reply.contact.id
+        # when the service dies between the commit and the publish,
+        service.signal(signal.SIGKILL)
+        os.kill(own_nats.pid, signal.SIGCONT)
+        # then after a restart the event is published, exactly once.
+        service.start()
+        await service.wait_serving(channel)
+        bus = EventBus(own_nats.url, name="test")
+        await bus.connect()
+        try:
+
+            async def published() -> list[object]:
+                return await events_about(bus.js, CONTACTS_STREAM.name, contact_id)
+
+            await eventually(published, timeout=20)
+            assert service.signal(signal.SIGTERM) == 0  # a clean stop flushes the outbox too
+            assert len(await published()) == 1
+        finally:
+            await bus.close()
+    finally:
+        service.kill_if_running()
+        await channel.close(None)
+
+
+async def test_sigterm_finishes_cleanly_and_metrics_were_served(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    env = contacts_env(
+        nats_server, tmp_path, CRM_GRPC_PORT=str(free_port()), CRM_METRICS_PORT=str(metrics_port)
+    )
+    service = ContactsProcess(env)
+    service.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    try:
+        await service.wait_serving(channel)
+        stub = contacts_grpc.ContactsServiceStub(channel)
+        await stub.CreateContact(
+            contacts_pb.CreateContactRequest(contact=a_person(emails=["metrics@example.com"])),
+            metadata=bearer(),
+        )
+        text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert 'promesa_grpc_server_handled_total{code="OK",method="CreateContact"' in text
+        assert "promesa_grpc_server_handling_seconds_bucket" in text
+        assert "promesa_outbox_backlog" in text
+        assert service.signal(signal.SIGTERM) == 0
+    finally:
+        service.kill_if_running()
+        await channel.close(None)
