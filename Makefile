@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-BUF := node_modules/.bin/buf
+BUF := $(VENV)/bin/buf
 STAMP := $(VENV)/.installed
 
 export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
@@ -11,17 +11,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run test lint proto bench images clean
 
-setup: $(STAMP) $(BUF)
+setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
-
-$(BUF): package.json
-	npm install --no-audit --no-fund --silent
-	touch $(BUF)
 
 run: setup
 	$(PY) -m promesa.run
@@ -49,4 +45,4 @@ images:
 	else echo "make images: no Docker engine on this machine; see deploy/README.md"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

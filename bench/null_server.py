@@ -12,6 +12,7 @@ import sys
 
 import grpc
 import uvloop
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
@@ -25,6 +26,8 @@ _CONTACT = contact_pb2.Contact(
     emails=["null@bench.example"],
     relationship=contact_pb2.RELATIONSHIP_EXTERNAL_CUSTOMER,
     status=contact_pb2.LIFECYCLE_STATUS_NEVER_PURCHASED,
+    created_at=Timestamp(seconds=1_767_600_000),
+    updated_at=Timestamp(seconds=1_767_600_000),
     etag="1",
 )
 _CREATED = contacts_pb.CreateContactResponse(contact=_CONTACT)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.stats import Latencies
+from bench.stats import Latencies, LatencySummary
 from contacts.adapters import event_codec
 from contacts.adapters.sqlite_store import SqliteContactStore
 from contacts.domain import lifecycle
@@ -22,33 +23,35 @@ BATCH = 10_000
 
 
 def seeded_email(index: int) -> str:
-    """The email of the index-th seeded contact, so lookups can be drawn without storing them."""
+    """The email of the index-th seeded contact, so lookups are drawn without keeping a list."""
     return f"seed-{index:07d}@bench.example"
 
 
 @dataclass(frozen=True)
 class SeedResult:
+    requested: int
     count: int
     seconds: float
     file_bytes: int
+    time_limit_seconds: float
 
 
-def seed_contacts(path: Path, count: int, *, deadline_seconds: float) -> SeedResult:
-    """Writes `count` live contacts (one email each) in transactions of BATCH, without outbox
-    rows; stops early, at a whole batch, when `deadline_seconds` has passed."""
+async def seed_contacts(path: Path, count: int, *, time_limit: float) -> SeedResult:
+    """Writes `count` live contacts (one email each) through the store's own row writer, in
+    transactions of BATCH and without outbox rows; stops at a whole batch once `time_limit`
+    seconds have passed. Yields to the event loop between batches so Ctrl-C is prompt."""
     clock = ManualClock(SEED_EPOCH)
     # A throwaway file: no fsync while seeding; the service reopens it with synchronous=FULL.
     store = SqliteContactStore(path, event_codec.encode, clock, synchronous="OFF")
     conn = store._conn
-    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: random-order index inserts stay in RAM
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, so random-order index inserts stay hot
     started = time.perf_counter()
     written = 0
     try:
-        while written < count:
-            if time.perf_counter() - started > deadline_seconds:
-                break
+        while written < count and time.perf_counter() - started < time_limit:
+            end = min(written + BATCH, count)
             with db.transaction(conn):
-                for i in range(written, min(written + BATCH, count)):
+                for i in range(written, end):
                     at = SEED_EPOCH + timedelta(seconds=i)
                     contact = Contact(
                         id=new_id(),
@@ -62,16 +65,24 @@ def seed_contacts(path: Path, count: int, *, deadline_seconds: float) -> SeedRes
                         updated_by="bench",
                     )
                     store._save(conn, contact, 0)
-            written = min(written + BATCH, count)
+            written = end
+            await asyncio.sleep(0)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
-        conn.close()
-    seconds = time.perf_counter() - started
-    return SeedResult(written, seconds, path.stat().st_size)
+        await store.close()
+    return SeedResult(
+        requested=count,
+        count=written,
+        seconds=round(time.perf_counter() - started, 2),
+        file_bytes=path.stat().st_size,
+        time_limit_seconds=time_limit,
+    )
 
 
-async def time_email_lookups(path: Path, seeded: int, lookups: int, rng: random.Random) -> Latencies:
-    """Awaits `store.holder_of_email` for random seeded emails, one at a time."""
+async def time_email_lookups(
+    path: Path, seeded: int, lookups: int, rng: random.Random
+) -> LatencySummary:
+    """Awaits `store.holder_of_email` for random seeded emails, one at a time, in process."""
     store = SqliteContactStore(path, event_codec.encode, ManualClock(SEED_EPOCH))
     latencies = Latencies()
     try:
@@ -84,4 +95,4 @@ async def time_email_lookups(path: Path, seeded: int, lookups: int, rng: random.
                 raise AssertionError(f"seeded email {email} has no holder")
     finally:
         await store.close()
-    return latencies
+    return latencies.summary()

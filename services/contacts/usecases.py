@@ -16,7 +16,7 @@ from contacts.domain.events import (
     ContactsMerged,
     ContactUpdated,
 )
-from contacts.domain.model import EDITABLE_FIELDS, Contact, ContactDetails
+from contacts.domain.model import EDITABLE_FIELDS, Contact, ContactDetails, ContactKind
 from contacts.ports import (
     AlreadyHandledError,
     Change,
@@ -96,6 +96,7 @@ class ContactBook:
         v = Violations()
         details = validate_details(details, v, self._region)
         v.check(len(request_id) <= 100, "request_id", "must be at most 100 characters")
+        await self._check_links(details, v, own_id="")
         v.raise_if_any()
         digest = fingerprint(asdict(details))
         if request_id:
@@ -160,6 +161,7 @@ class ContactBook:
             raise FailedPreconditionError(f"contact {contact_id!r} was {_gone(current)}")
         wanted = replace(current.details, **{p: getattr(details, p) for p in paths})
         wanted = validate_details(wanted, v, self._region)
+        await self._check_links(wanted, v, own_id=contact_id)
         v.raise_if_any()
         changed = tuple(
             p for p in EDITABLE_FIELDS if getattr(wanted, p) != getattr(current.details, p)
@@ -376,6 +378,23 @@ class ContactBook:
         if contact is None or not contact.is_live:
             return None
         return contact
+
+    async def _check_links(self, d: ContactDetails, v: Violations, own_id: str) -> None:
+        """The organisation and the referrer must be live contacts (word of mouth is traced)."""
+        if d.organisation_id:
+            org = await self._store.get(d.organisation_id)
+            if org is None or not org.is_live:
+                v.add("contact.organisation_id", f"no contact {d.organisation_id!r}")
+            elif org.details.kind is not ContactKind.ORGANISATION:
+                v.add("contact.organisation_id", f"{d.organisation_id!r} is not an organisation")
+            elif org.id == own_id:
+                v.add("contact.organisation_id", "a contact cannot belong to itself")
+        if d.referred_by_id:
+            referrer = await self._store.get(d.referred_by_id)
+            if referrer is None or not referrer.is_live:
+                v.add("contact.referred_by_id", f"no contact {d.referred_by_id!r}")
+            elif referrer.id == own_id:
+                v.add("contact.referred_by_id", "a contact cannot refer itself")
 
     async def _mark_handled(self, consumer: str, event_id: str) -> bool:
         try:

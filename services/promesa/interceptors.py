@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from promesa import errors, metrics
 from promesa.auth import Identity, bind_identity, reset_identity
@@ -44,16 +45,17 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        # Requests arrive as bytes and are parsed inside the call, so that a payload that is not
+        # the expected message is INVALID_ARGUMENT rather than grpc's own INTERNAL.
+        parse = handler.request_deserializer or (lambda raw: raw)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, metadata, cast(UnaryBehavior, handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                self._unary(method, metadata, parse, cast(UnaryBehavior, handler.unary_unary)),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, metadata, cast(StreamBehavior, handler.unary_stream)),
-                request_deserializer=handler.request_deserializer,
+                self._stream(method, metadata, parse, cast(StreamBehavior, handler.unary_stream)),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -68,9 +70,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return identity
 
     def _unary(
-        self, method: str, metadata: Mapping[str, str], behavior: UnaryBehavior
+        self,
+        method: str,
+        metadata: Mapping[str, str],
+        parse: Callable[[bytes], Any],
+        behavior: UnaryBehavior,
     ) -> UnaryBehavior:
-        async def call(request: Any, context: Context) -> Any:
+        async def call(raw: bytes, context: Context) -> Any:
             request_id = metadata.get("x-request-id") or new_id()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -78,7 +84,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     token = bind_identity(self._identify(metadata))
                     try:
-                        return await behavior(request, context)
+                        return await behavior(_parse(parse, raw), context)
                     finally:
                         reset_identity(token)
                 except errors.PromesaError as exc:
@@ -100,9 +106,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _stream(
-        self, method: str, metadata: Mapping[str, str], behavior: StreamBehavior
+        self,
+        method: str,
+        metadata: Mapping[str, str],
+        parse: Callable[[bytes], Any],
+        behavior: StreamBehavior,
     ) -> StreamBehavior:
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+        async def call(raw: bytes, context: Context) -> AsyncIterator[Any]:
             request_id = metadata.get("x-request-id") or new_id()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -110,7 +120,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     token = bind_identity(self._identify(metadata))
                     try:
-                        async for response in behavior(request, context):
+                        async for response in behavior(_parse(parse, raw), context):
                             yield response
                     finally:
                         reset_identity(token)
@@ -139,3 +149,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         metrics.RPC_LATENCY.labels(self._service, short).observe(elapsed)
         if code == grpc.StatusCode.OK:
             log.info("rpc_completed", code=code.name, ms=round(elapsed * 1000, 3))
+
+
+def _parse(parse: Callable[[bytes], Any], raw: bytes) -> Any:
+    try:
+        return parse(raw)
+    except DecodeError:
+        raise errors.InvalidArgumentError(
+            [errors.FieldViolation("", "the request is not a valid message for this method")]
+        ) from None

@@ -56,3 +56,16 @@ async def test_every_write_records_who_did_it(contacts_service: RunningContacts)
         metadata=bearer(SUPERVISOR_TOKEN),
     )
     assert merged.survivor.updated_by == "sup-sam"
+
+
+async def test_a_payload_that_is_not_the_request_message_is_invalid_argument(
+    contacts_service: RunningContacts,
+) -> None:
+    raw_call = contacts_service.channel.unary_unary(
+        "/crm.contacts.v1.ContactsService/CreateContact",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await raw_call(b"\xff\xff\xff\xff", metadata=bearer())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -26,6 +26,8 @@ CREATE_CASES = {
     "over-long name": (a_person(display_name="x" * 201), "contact.display_name"),
     "over-long tag": (a_person(tags=["t" * 101]), "contact.tags[0]"),
     "unknown enum value": (a_person(kind=42), "contact.kind"),
+    "unknown organisation": (a_person(organisation_id="no-such-org"), "contact.organisation_id"),
+    "unknown referrer": (a_person(referred_by_id="no-such-person"), "contact.referred_by_id"),
     "consent without a channel": (
         a_person(consents=[contact_pb2.ChannelConsent(granted=True)]),
         "contact.consents[0].channel",

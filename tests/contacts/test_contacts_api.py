@@ -236,3 +236,28 @@ async def test_erase_removes_personal_data_keeps_a_tombstone_and_frees_the_email
         return [m for m in msgs if m.subject == "crm.contacts.erased"]  # type: ignore[attr-defined]
 
     await eventually(erased_event)
+
+
+async def test_a_person_can_belong_to_an_organisation_and_be_referred_by_a_customer(
+    contacts_service: RunningContacts,
+) -> None:
+    org = await create(
+        contacts_service,
+        contact_pb2.Contact(
+            kind=contact_pb2.CONTACT_KIND_ORGANISATION,
+            display_name="Acme S.L.",
+            emails=["hello@acme.example"],
+        ),
+    )
+    referrer = await create(contacts_service, a_person(emails=["friend@example.com"]))
+    person = await create(
+        contacts_service,
+        a_person(emails=["new@example.com"], organisation_id=org.id, referred_by_id=referrer.id),
+    )
+    assert person.organisation_id == org.id
+    assert person.referred_by_id == referrer.id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await create(
+            contacts_service, a_person(emails=["x@example.com"], organisation_id=referrer.id)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -34,6 +34,8 @@ from promesa.events import IncomingEvent, OutgoingEvent
 CONTACTS = "contacts"
 CONTACT_EMAILS = "contact_emails"
 
+DeadLetters = list[dict[str, object]]  # named here: inside the class, `list` is a method
+
 # Every query of live contacts says `live: true`, so the indexes only hold live ones.
 _LIVE = {"partialFilterExpression": {"live": True}}
 
@@ -177,11 +179,11 @@ class MongoContactStore:
         return await self._find(query, [("last_purchase_at", ASCENDING), ("_id", ASCENDING)], limit)
 
     async def _find(
-        self, query: db.Document, sort: list[tuple[str, int]], limit: int
-    ) -> list[Contact]:
+        self, query: db.Document, sort: Sequence[tuple[str, int]], limit: int
+    ) -> Sequence[Contact]:
         if limit <= 0:
             return []
-        docs = await self._contacts.find(query).sort(sort).limit(limit).to_list()
+        docs = await self._contacts.find(query).sort(list(sort)).limit(limit).to_list()
         return [from_document(d) for d in docs]
 
     # --- the one write path ------------------------------------------------------------------
@@ -255,7 +257,7 @@ class MongoContactStore:
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
         await db.record_dead_letter(self._db, consumer, event, error, self._clock.now())
 
-    async def dead_letters(self) -> list[dict[str, object]]:
+    async def dead_letters(self) -> DeadLetters:
         return await db.dead_letters(self._db)
 
     async def close(self) -> None:

@@ -214,12 +214,15 @@ class SqliteContactStore:
             doc["last_purchase_at"],
         )
         if expected == 0:
-            conn.execute(
-                "INSERT INTO contacts (version, doc, status, live, owner_id, team, kind,"
-                " relationship, display_key, preferred_key, created_at, updated_at,"
-                " last_purchase_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, c.id),
-            )
+            try:
+                conn.execute(
+                    "INSERT INTO contacts (version, doc, status, live, owner_id, team, kind,"
+                    " relationship, display_key, preferred_key, created_at, updated_at,"
+                    " last_purchase_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, c.id),
+                )
+            except sqlite3.IntegrityError:
+                raise VersionConflictError(c.id) from None  # the id exists already
         else:
             cur = conn.execute(
                 "UPDATE contacts SET version = ?, doc = ?, status = ?, live = ?, owner_id = ?,"

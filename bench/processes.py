@@ -1,0 +1,195 @@
+"""The servers a bench talks to, as subprocesses that are always stopped: CPU and memory readings.
+
+Every server is started inside an `AsyncExitStack` by the caller, so an error, Ctrl-C or SIGTERM
+unwinds the stack: services get SIGTERM (then SIGKILL if they linger) before their NATS server
+stops and their temporary directory is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psutil  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from promesa.natsserver import NatsServer, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_TOKEN = "bench-token"
+METADATA = (("authorization", f"Bearer {BENCH_TOKEN}"),)
+
+
+class ServerExitedError(RuntimeError):
+    """A server process died; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Server:
+    """A gRPC server the bench can call, and the processes whose CPU it costs."""
+
+    name: str
+    address: str
+    pid: int
+    helpers: Mapping[str, int]  # e.g. its nats-server
+
+    def rss_bytes(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def watched(self) -> dict[str, int]:
+        return {self.name: self.pid, **self.helpers}
+
+
+class CpuMeter:
+    """CPU seconds used by some processes between `start` and `stop`, as % of one core."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self._procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _used(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._start = {name: self._used(p) for name, p in self._procs.items()}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.perf_counter() - self._t0
+        return {
+            name: round(100 * (self._used(p) - self._start[name]) / wall, 1)
+            for name, p in self._procs.items()
+        }
+
+
+def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    pythonpath = os.pathsep.join(str(REPO / d) for d in ("services", "gen", "."))
+    return {**os.environ, "PYTHONPATH": pythonpath, **extra}
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@asynccontextmanager
+async def _python_server(
+    name: str,
+    module_args: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    ready: Callable[[grpc.aio.Channel], Awaitable[bool]],
+    address: str,
+    timeout: float = 30.0,
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Runs `python -m <module_args>` until the block exits; yields once `ready` says so."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *module_args],
+            env=_child_env(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            # Out of the terminal's process group: Ctrl-C reaches only the bench, which then
+            # stops each server in order (a service before the NATS server it flushes into).
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        async with grpc.aio.insecure_channel(address) as channel:
+            while not await _probe(ready, channel):
+                if proc.poll() is not None:
+                    raise ServerExitedError(f"{name} exited:\n{_log_tail(log_path)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{name} not ready within {timeout}s:\n{_log_tail(log_path)}"
+                    )
+                await asyncio.sleep(0.05)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+async def _probe(
+    ready: Callable[[grpc.aio.Channel], Awaitable[bool]], ch: grpc.aio.Channel
+) -> bool:
+    try:
+        return await asyncio.wait_for(ready(ch), 1.0)
+    except (grpc.aio.AioRpcError, TimeoutError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Blocking on purpose: it must finish even while the event loop is being torn down."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _connects(channel: grpc.aio.Channel) -> bool:
+    await channel.channel_ready()
+    return True
+
+
+async def _serving(channel: grpc.aio.Channel) -> bool:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@asynccontextmanager
+async def null_server(workdir: Path) -> AsyncIterator[Server]:
+    """The null ContactsService (bench.null_server) in its own process."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    async with _python_server(
+        "null servicer",
+        ["bench.null_server", str(port)],
+        {},
+        workdir / "null_server.log",
+        _connects,
+        address,
+    ) as proc:
+        yield Server("null servicer", address, proc.pid, {})
+
+
+@asynccontextmanager
+async def contacts_service(workdir: Path, sqlite_path: Path) -> AsyncIterator[Server]:
+    """`python -m contacts` on `sqlite_path`, with its own nats-server, both under `workdir`."""
+    nats = NatsServer(workdir / "nats").start()
+    try:
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        env = {
+            "CRM_GRPC_HOST": "127.0.0.1",
+            "CRM_GRPC_PORT": str(port),
+            "CRM_METRICS_PORT": "0",
+            "CRM_SQLITE_PATH": str(sqlite_path),
+            "CRM_NATS_URL": nats.url,
+            "CRM_API_TOKENS": f"{BENCH_TOKEN}=bench:agent",
+            "CRM_LOG_LEVEL": "warning",
+            "CRM_SHUTDOWN_GRACE_SECONDS": "2",
+        }
+        async with _python_server(
+            "contacts", ["contacts"], env, workdir / "contacts.log", _serving, address
+        ) as proc:
+            yield Server("contacts", address, proc.pid, {"nats-server": nats.pid})
+    finally:
+        nats.stop()

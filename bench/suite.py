@@ -1,0 +1,187 @@
+"""The benchmark run, step by step: null baseline, contacts under load, email lookup at scale."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from bench.load import Call, LoadResult, closed_loop, one_at_a_time
+from bench.processes import METADATA, Server, contacts_service, null_server
+from bench.seed import SeedResult, seed_contacts, seeded_email, time_email_lookups
+from bench.stats import LatencySummary
+from crm.contacts.v1 import contact_pb2
+from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
+from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and how big: `full` for figures, `quick` for a smoke test."""
+
+    name: str
+    warmup_seconds: float
+    measure_seconds: float
+    in_flight: int
+    seed_contacts: int
+    seed_time_limit_seconds: float
+    lookups: int
+    search_measure_seconds: float
+
+
+FULL = Profile("full", 2.0, 10.0, 64, 1_000_000, 150.0, 10_000, 10.0)
+QUICK = Profile("quick", 0.5, 2.0, 64, 20_000, 60.0, 2_000, 2.0)
+
+
+@dataclass(frozen=True)
+class RpcRow:
+    rpc: str
+    server: str
+    load: LoadResult
+    vs_null: float | None  # RPC/s over the null servicer's for the same RPC
+
+
+@dataclass(frozen=True)
+class LookupResults:
+    seed: SeedResult
+    store_holder_of_email: LatencySummary
+    search_one_in_flight: LatencySummary
+    search_one_in_flight_errors: Mapping[str, int]
+    search_loaded: LoadResult
+    contacts_rss_bytes: int
+
+
+@dataclass(frozen=True)
+class BenchResults:
+    profile: Profile
+    started_at: str
+    machine: Mapping[str, str | int]
+    rpcs: list[RpcRow]
+    rss_bytes: Mapping[str, int]
+    lookup: LookupResults
+    elapsed_seconds: float
+
+
+def machine() -> dict[str, str | int]:
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _create_request(run: str, n: int) -> contacts_pb.CreateContactRequest:
+    """A typical new customer: a name and a unique email, with a request id as clients send."""
+    return contacts_pb.CreateContactRequest(
+        contact=contact_pb2.Contact(
+            display_name=f"Load Contact {n}", emails=[f"load-{run}-{n}@bench.example"]
+        ),
+        request_id=f"{run}-{n}",
+    )
+
+
+async def _create_and_get(
+    server: Server, profile: Profile, rng: random.Random
+) -> dict[str, LoadResult]:
+    """CreateContact with unique emails, then GetContact of the contacts it created."""
+    run = uuid.uuid4().hex[:8]
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = contacts_grpc.ContactsServiceStub(channel)
+        created: list[str] = []
+
+        async def create(n: int) -> None:
+            reply = await stub.CreateContact(_create_request(run, n), metadata=METADATA)
+            created.append(reply.contact.id)
+
+        async def get(n: int) -> None:
+            request = contacts_pb.GetContactRequest(id=rng.choice(created))
+            await stub.GetContact(request, metadata=METADATA)
+
+        results = {"CreateContact": await _load(create, server, profile)}
+        if created:
+            results["GetContact"] = await _load(get, server, profile)
+        return results
+
+
+async def _load(call: Call, server: Server, profile: Profile) -> LoadResult:
+    return await closed_loop(
+        call,
+        in_flight=profile.in_flight,
+        warmup=profile.warmup_seconds,
+        duration=profile.measure_seconds,
+        watch=server.watched(),
+    )
+
+
+async def _lookups(workdir: Path, profile: Profile, rng: random.Random) -> LookupResults:
+    """Seeds a store file, times the store's lookup in process, then SearchContacts(email)
+    end to end against a contacts service started on that file."""
+    path = workdir / "seeded" / "contacts.db"
+    seed = await seed_contacts(
+        path, profile.seed_contacts, time_limit=profile.seed_time_limit_seconds
+    )
+    store_latency = await time_email_lookups(path, seed.count, profile.lookups, rng)
+    async with (
+        contacts_service(workdir / "seeded-service", path) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = contacts_grpc.ContactsServiceStub(channel)
+
+        async def search(n: int) -> None:
+            request = contacts_pb.SearchContactsRequest(
+                email=seeded_email(rng.randrange(seed.count))
+            )
+            reply = await stub.SearchContacts(request, metadata=METADATA)
+            if len(reply.contacts) != 1:
+                raise AssertionError(f"{request.email}: {len(reply.contacts)} contacts found")
+
+        one, one_errors = await one_at_a_time(search, profile.lookups)
+        loaded = await _load(search, server, profile)
+        rss = server.rss_bytes()
+    return LookupResults(seed, store_latency, one, one_errors, loaded, rss)
+
+
+async def run(profile: Profile) -> BenchResults:
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    rng = random.Random(20260105)
+    rows: list[RpcRow] = []
+    rss: dict[str, int] = {}
+    async with AsyncExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promesa-bench-")))
+
+        async with null_server(workdir) as server:
+            baseline = await _create_and_get(server, profile, rng)
+            rss[server.name] = server.rss_bytes()
+        for rpc, load in baseline.items():
+            rows.append(RpcRow(rpc, server.name, load, 1.0))
+
+        async with contacts_service(workdir / "fresh", workdir / "fresh" / "contacts.db") as server:
+            measured = await _create_and_get(server, profile, rng)
+            rss[server.name] = server.rss_bytes()
+        for rpc, load in measured.items():
+            base = baseline.get(rpc)
+            ratio = load.rps / base.rps if base is not None and base.rps else None
+            rows.append(RpcRow(rpc, server.name, load, ratio))
+
+        lookup = await _lookups(workdir, profile, rng)
+    return BenchResults(
+        profile=profile,
+        started_at=started_at,
+        machine=machine(),
+        rpcs=rows,
+        rss_bytes=rss,
+        lookup=lookup,
+        elapsed_seconds=round(time.perf_counter() - started, 1),
+    )
