@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -69,6 +70,37 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             raise errors.UnauthenticatedError("unknown bearer token")
         return identity
 
+    @asynccontextmanager
+    async def _guard(
+        self, method: str, metadata: Mapping[str, str], context: Context
+    ) -> AsyncIterator[None]:
+        """Around every call: ids bound for logs, the caller identified, errors mapped."""
+        request_id = metadata.get("x-request-id") or new_id()
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
+            try:
+                token = bind_identity(self._identify(metadata))
+                try:
+                    yield
+                finally:
+                    reset_identity(token)
+            except errors.PromesaError as exc:
+                code = status_code_for(exc)
+                log.info("rpc_refused", code=code.name, reason=str(exc))
+                await context.abort_with_status(to_status(exc))
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("rpc_failed")
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
+                )
+            finally:
+                self._observe(method, code, started)
+
     def _unary(
         self,
         method: str,
@@ -77,31 +109,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         behavior: UnaryBehavior,
     ) -> UnaryBehavior:
         async def call(raw: bytes, context: Context) -> Any:
-            request_id = metadata.get("x-request-id") or new_id()
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
-                try:
-                    token = bind_identity(self._identify(metadata))
-                    try:
-                        return await behavior(_parse(parse, raw), context)
-                    finally:
-                        reset_identity(token)
-                except errors.PromesaError as exc:
-                    code = status_code_for(exc)
-                    log.info("rpc_refused", code=code.name, reason=str(exc))
-                    await context.abort_with_status(to_status(exc))
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("rpc_failed")
-                    await context.abort(
-                        grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
-                    )
-                finally:
-                    self._observe(method, code, started)
+            async with self._guard(method, metadata, context):
+                return await behavior(_parse(parse, raw), context)
 
         return call
 
@@ -113,32 +122,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         behavior: StreamBehavior,
     ) -> StreamBehavior:
         async def call(raw: bytes, context: Context) -> AsyncIterator[Any]:
-            request_id = metadata.get("x-request-id") or new_id()
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
-                try:
-                    token = bind_identity(self._identify(metadata))
-                    try:
-                        async for response in behavior(_parse(parse, raw), context):
-                            yield response
-                    finally:
-                        reset_identity(token)
-                except errors.PromesaError as exc:
-                    code = status_code_for(exc)
-                    log.info("rpc_refused", code=code.name, reason=str(exc))
-                    await context.abort_with_status(to_status(exc))
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("rpc_failed")
-                    await context.abort(
-                        grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}"
-                    )
-                finally:
-                    self._observe(method, code, started)
+            async with self._guard(method, metadata, context):
+                async for response in behavior(_parse(parse, raw), context):
+                    yield response
 
         return call
 

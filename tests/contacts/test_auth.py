@@ -61,7 +61,7 @@ async def test_every_write_records_who_did_it(contacts_service: RunningContacts)
 async def test_a_payload_that_is_not_the_request_message_is_invalid_argument(
     contacts_service: RunningContacts,
 ) -> None:
-    raw_call = contacts_service.channel.unary_unary(
+    raw_call: Any = contacts_service.channel.unary_unary(
         "/crm.contacts.v1.ContactsService/CreateContact",
         request_serializer=None,
         response_deserializer=None,
