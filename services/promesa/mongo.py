@@ -12,6 +12,7 @@ they sort chronologically as strings, and BSON dates would drop the microseconds
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, OperationFailure
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -43,6 +44,7 @@ DEAD_LETTERS = "dead_letters"
 IDEMPOTENCY = "idempotency"
 
 _NAMESPACE_EXISTS = 48
+_COMMAND_NOT_FOUND = 59
 
 PLATFORM_INDEXES: dict[str, list[IndexModel]] = {
     # `_id` is the outbox sequence number; the event id is unique, as in SQLite.
@@ -103,7 +105,10 @@ async def open_database(
         db = client[name]
         await ensure_collections(db, PLATFORM_INDEXES)
         # Seeded here so the first transactions never race to create the counter.
-        await db[COUNTERS].update_one({"_id": OUTBOX}, {"$setOnInsert": {"seq": 0}}, upsert=True)
+        with contextlib.suppress(DuplicateKeyError):  # a replica booting alongside seeded it
+            await db[COUNTERS].update_one(
+                {"_id": OUTBOX}, {"$setOnInsert": {"seq": 0}}, upsert=True
+            )
     except BaseException:
         await client.close()
         raise
@@ -111,7 +116,13 @@ async def open_database(
 
 
 async def require_transactions(client: Client) -> None:
-    hello: Document = await client.admin.command("hello")
+    """Refuses a standalone server: a replica set member or a mongos answers with its role."""
+    try:
+        hello: Document = await client.admin.command("hello")
+    except OperationFailure as exc:
+        if exc.code != _COMMAND_NOT_FOUND:
+            raise
+        hello = await client.admin.command("isMaster")  # servers older than 4.4.2
     if "setName" in hello or hello.get("msg") == "isdbgrid":
         return
     raise TransactionsUnsupportedError(

@@ -135,7 +135,7 @@ async def test_an_undecodable_event_goes_to_the_dead_letters(
     store = contacts_service.store
 
     async def dead() -> list[dict[str, object]]:
-        letters = await store.dead_letters()  # type: ignore[attr-defined]
+        letters = await store.dead_letters()
         return [d for d in letters if d["event_id"] == event_id]
 
     [letter] = await eventually(dead)

@@ -6,7 +6,7 @@ import builtins
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from contacts.adapters.documents import from_document, to_document
@@ -124,7 +124,7 @@ class SqliteContactStore:
             args.append(f.relationship.value)
         if f.updated_since is not None:
             where.append("c.updated_at >= ?")
-            args.append(f.updated_since.isoformat())
+            args.append(f.updated_since.astimezone(UTC).isoformat())
         if f.tag:
             where.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tag = ?)")
             args.append(f.tag.strip().lower())
@@ -167,7 +167,7 @@ class SqliteContactStore:
         rows = self._conn.execute(
             "SELECT doc FROM contacts WHERE live = 1 AND status = 'ACTIVE'"
             " AND last_purchase_at <= ? ORDER BY last_purchase_at LIMIT ?",
-            (purchased_before.isoformat(), limit),
+            (purchased_before.astimezone(UTC).isoformat(), limit),
         ).fetchall()
         return [from_document(json.loads(r[0])) for r in rows]
 
