@@ -18,6 +18,7 @@ const state = {
   config: null,
   users: new Set(scenario === 'initiated' ? ['contacts'] : []),
   connections: [],
+  closed: 0,
   userCalls: [],
   output: [],
   exitCode: 0,
@@ -82,6 +83,10 @@ class Mongo {
   getDB() {
     return new FakeDb(this.uri);
   }
+
+  close() {
+    state.closed += 1;
+  }
 }
 
 const QUIT = Symbol('quit');
@@ -117,6 +122,7 @@ process.stdout.write(
     output: state.output,
     config: state.config,
     connections: state.connections,
+    closed: state.closed,
     userCalls: state.userCalls,
   }),
 );

@@ -19,15 +19,6 @@ function required(name) {
   return value;
 }
 
-const replicaSet = required('MONGODB_REPLICA_SET');
-const members = required('MONGODB_MEMBERS')
-  .split(',')
-  .map((host) => host.trim())
-  .filter((host) => host.length > 0);
-const rootCredentials =
-  `${encodeURIComponent(required('MONGODB_ROOT_USERNAME'))}:` +
-  `${encodeURIComponent(required('MONGODB_ROOT_PASSWORD'))}`;
-
 // Retries `attempt` until it returns something truthy or the wait is over.
 function waitFor(what, attempt) {
   const deadline = Date.now() + WAIT_MS;
@@ -48,9 +39,15 @@ function waitFor(what, attempt) {
   }
 }
 
-function adminDb(hosts, options) {
-  const uri = `mongodb://${rootCredentials}@${hosts}/admin?authSource=admin&${options}`;
-  return new Mongo(uri).getDB('admin');
+// Runs `use` with the admin database of `hosts`, authenticated as root, then disconnects.
+function withAdmin(settings, hosts, options, use) {
+  const uri = `mongodb://${settings.rootCredentials}@${hosts}/admin?authSource=admin&${options}`;
+  const connection = new Mongo(uri);
+  try {
+    return use(connection.getDB('admin'));
+  } finally {
+    connection.close();
+  }
 }
 
 // mongosh throws on a failed command; turn both shapes into one reply document.
@@ -62,9 +59,26 @@ function command(db, body) {
   }
 }
 
-function initiateOnce() {
-  const first = adminDb(members[0], 'directConnection=true');
-  const status = command(first, { replSetGetStatus: 1 });
+function readSettings() {
+  return {
+    replicaSet: required('MONGODB_REPLICA_SET'),
+    members: required('MONGODB_MEMBERS')
+      .split(',')
+      .map((host) => host.trim())
+      .filter((host) => host.length > 0),
+    rootCredentials:
+      `${encodeURIComponent(required('MONGODB_ROOT_USERNAME'))}:` +
+      `${encodeURIComponent(required('MONGODB_ROOT_PASSWORD'))}`,
+    users: SERVICES.map((service) => ({
+      user: service,
+      pwd: required(`${service.toUpperCase()}_MONGODB_PASSWORD`),
+      roles: [{ role: 'readWrite', db: required(`${service.toUpperCase()}_MONGODB_DATABASE`) }],
+    })),
+  };
+}
+
+function initiateOnce(settings, admin) {
+  const status = command(admin, { replSetGetStatus: 1 });
   if (status.ok === 1) {
     print(`replica set ${status.set} is already initiated`);
     return;
@@ -73,48 +87,56 @@ function initiateOnce() {
     throw new Error(`replSetGetStatus failed: ${status.errmsg}`);
   }
   const config = {
-    _id: replicaSet,
-    members: members.map((host, index) => ({ _id: index, host })),
+    _id: settings.replicaSet,
+    members: settings.members.map((host, index) => ({ _id: index, host })),
   };
-  const reply = command(first, { replSetInitiate: config });
+  const reply = command(admin, { replSetInitiate: config });
   if (reply.ok !== 1) {
     throw new Error(`replSetInitiate failed: ${reply.errmsg}`);
   }
-  print(`replica set ${replicaSet} initiated with ${members.join(', ')}`);
+  print(`replica set ${settings.replicaSet} initiated with ${settings.members.join(', ')}`);
 }
 
-function ensureServiceUsers(admin) {
-  for (const service of SERVICES) {
-    const prefix = service.toUpperCase();
-    const pwd = required(`${prefix}_MONGODB_PASSWORD`);
-    const roles = [{ role: 'readWrite', db: required(`${prefix}_MONGODB_DATABASE`) }];
-    if (admin.getUser(service)) {
-      admin.updateUser(service, { pwd, roles }, { w: 'majority' });
-      print(`user ${service} updated`);
+function ensureUsers(settings, admin) {
+  for (const { user, pwd, roles } of settings.users) {
+    if (admin.getUser(user)) {
+      admin.updateUser(user, { pwd, roles }, { w: 'majority' });
+      print(`user ${user} updated`);
     } else {
-      admin.createUser({ user: service, pwd, roles }, { w: 'majority' });
-      print(`user ${service} created`);
+      admin.createUser({ user, pwd, roles }, { w: 'majority' });
+      print(`user ${user} created`);
     }
   }
 }
 
-try {
-  for (const host of members) {
-    waitFor(`${host} to answer`, () => {
-      const reply = command(adminDb(host, 'directConnection=true'), { ping: 1 });
-      if (reply.ok !== 1) {
-        throw new Error(reply.errmsg);
-      }
-      return true;
-    });
+function main() {
+  const settings = readSettings();
+  const direct = 'directConnection=true';
+  const replicaSet = `replicaSet=${settings.replicaSet}`;
+  const allMembers = settings.members.join(',');
+
+  // Every member must be up before the set can be initiated with all of them.
+  for (const host of settings.members) {
+    waitFor(`${host} to answer`, () =>
+      withAdmin(settings, host, direct, (admin) => {
+        const reply = command(admin, { ping: 1 });
+        if (reply.ok !== 1) {
+          throw new Error(reply.errmsg);
+        }
+        return true;
+      }),
+    );
   }
-  initiateOnce();
-  const primary = waitFor('a primary', () => {
-    const admin = adminDb(members.join(','), `replicaSet=${replicaSet}`);
-    return admin.hello().isWritablePrimary ? admin : null;
-  });
-  ensureServiceUsers(primary);
+  withAdmin(settings, settings.members[0], direct, (admin) => initiateOnce(settings, admin));
+  waitFor('a primary', () =>
+    withAdmin(settings, allMembers, replicaSet, (admin) => admin.hello().isWritablePrimary),
+  );
+  withAdmin(settings, allMembers, replicaSet, (admin) => ensureUsers(settings, admin));
   print('mongodb-init done');
+}
+
+try {
+  main();
 } catch (error) {
   print(`mongodb-init failed: ${error.message}`);
   quit(1);
