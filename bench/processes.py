@@ -1,8 +1,8 @@
-"""The servers a bench talks to, as subprocesses that are always stopped: CPU and memory readings.
+"""The servers a bench talks to, as subprocesses that are always stopped; their CPU and memory.
 
-Every server is started inside an `AsyncExitStack` by the caller, so an error, Ctrl-C or SIGTERM
-unwinds the stack: services get SIGTERM (then SIGKILL if they linger) before their NATS server
-stops and their temporary directory is removed.
+Each server is an async context manager, so leaving the block by any route (an error, Ctrl-C,
+SIGTERM, which cancels the run) stops it: a service gets SIGTERM (SIGKILL if it lingers) before
+its NATS server stops, and the caller's temporary directory is removed after both.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil  # type: ignore[import-untyped]
@@ -26,6 +27,8 @@ from promesa.natsserver import NatsServer, free_port
 REPO = Path(__file__).resolve().parent.parent
 BENCH_TOKEN = "bench-token"
 METADATA = (("authorization", f"Bearer {BENCH_TOKEN}"),)
+
+Probe = Callable[[grpc.aio.Channel], Awaitable[bool]]  # True once the server answers
 
 
 class ServerExitedError(RuntimeError):
@@ -49,11 +52,13 @@ class Server:
 
 
 class CpuMeter:
-    """CPU seconds used by some processes between `start` and `stop`, as % of one core."""
+    """CPU used between `start` and `stop`, in % of one core: by each watched process, and by
+    everything else on the machine ("others"), which tells whether a figure was disturbed."""
 
     def __init__(self, pids: Mapping[str, int]) -> None:
         self._procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self._start: dict[str, float] = {}
+        self._busy = 0.0
         self._t0 = 0.0
 
     @staticmethod
@@ -61,16 +66,22 @@ class CpuMeter:
         times = proc.cpu_times()
         return float(times.user + times.system)
 
+    @staticmethod
+    def _machine_busy() -> float:
+        t = psutil.cpu_times()
+        return float(t.user + t.nice + t.system + t.irq + t.softirq + t.steal)
+
     def start(self) -> None:
         self._t0 = time.perf_counter()
+        self._busy = self._machine_busy()
         self._start = {name: self._used(p) for name, p in self._procs.items()}
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self._t0
-        return {
-            name: round(100 * (self._used(p) - self._start[name]) / wall, 1)
-            for name, p in self._procs.items()
-        }
+        used = {name: self._used(p) - self._start[name] for name, p in self._procs.items()}
+        others = self._machine_busy() - self._busy - sum(used.values())
+        used["others"] = max(0.0, others)
+        return {name: round(100 * seconds / wall, 1) for name, seconds in used.items()}
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -85,19 +96,11 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-@asynccontextmanager
-async def _python_server(
-    name: str,
-    module_args: list[str],
-    env: Mapping[str, str],
-    log_path: Path,
-    ready: Callable[[grpc.aio.Channel], Awaitable[bool]],
-    address: str,
-    timeout: float = 30.0,
-) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """Runs `python -m <module_args>` until the block exits; yields once `ready` says so."""
+def _spawn(
+    module_args: list[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", *module_args],
             env=_child_env(env),
             stdout=log,
@@ -107,6 +110,20 @@ async def _python_server(
             # stops each server in order (a service before the NATS server it flushes into).
             start_new_session=True,
         )
+
+
+@asynccontextmanager
+async def _python_server(
+    name: str,
+    module_args: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    ready: Probe,
+    address: str,
+    timeout: float = 30.0,
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Runs `python -m <module_args>` until the block exits; yields once `ready` says so."""
+    proc = _spawn(module_args, env, log_path)
     try:
         deadline = time.monotonic() + timeout
         async with grpc.aio.insecure_channel(address) as channel:
@@ -123,9 +140,7 @@ async def _python_server(
         _stop(proc)
 
 
-async def _probe(
-    ready: Callable[[grpc.aio.Channel], Awaitable[bool]], ch: grpc.aio.Channel
-) -> bool:
+async def _probe(ready: Probe, ch: grpc.aio.Channel) -> bool:
     try:
         return await asyncio.wait_for(ready(ch), 1.0)
     except (grpc.aio.AioRpcError, TimeoutError):
@@ -149,7 +164,7 @@ async def _connects(channel: grpc.aio.Channel) -> bool:
 
 
 async def _serving(channel: grpc.aio.Channel) -> bool:
-    stub = health_pb2_grpc.HealthStub(channel)
+    stub: Any = health_pb2_grpc.HealthStub(channel)  # its type stub declares no methods
     reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 

@@ -40,43 +40,53 @@ async def seed_contacts(path: Path, count: int, *, time_limit: float) -> SeedRes
     """Writes `count` live contacts (one email each) through the store's own row writer, in
     transactions of BATCH and without outbox rows; stops at a whole batch once `time_limit`
     seconds have passed. Yields to the event loop between batches so Ctrl-C is prompt."""
-    clock = ManualClock(SEED_EPOCH)
     # A throwaway file: no fsync while seeding; the service reopens it with synchronous=FULL.
-    store = SqliteContactStore(path, event_codec.encode, clock, synchronous="OFF")
-    conn = store._conn
-    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, so random-order index inserts stay hot
+    store = SqliteContactStore(path, event_codec.encode, ManualClock(SEED_EPOCH), synchronous="OFF")
+    store._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB: random-order index inserts hit RAM
     started = time.perf_counter()
     written = 0
     try:
         while written < count and time.perf_counter() - started < time_limit:
             end = min(written + BATCH, count)
-            with db.transaction(conn):
-                for i in range(written, end):
-                    at = SEED_EPOCH + timedelta(seconds=i)
-                    contact = Contact(
-                        id=new_id(),
-                        details=ContactDetails(
-                            display_name=f"Seeded Contact {i}", emails=(seeded_email(i),)
-                        ),
-                        status=lifecycle.status_for(None, at, timedelta(days=90)),
-                        created_at=at,
-                        updated_at=at,
-                        created_by="bench",
-                        updated_by="bench",
-                    )
-                    store._save(conn, contact, 0)
+            _write_batch(store, written, end)
             written = end
             await asyncio.sleep(0)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        file_bytes = _checkpoint(store, path)
     finally:
         await store.close()
     return SeedResult(
         requested=count,
         count=written,
         seconds=round(time.perf_counter() - started, 2),
-        file_bytes=path.stat().st_size,
+        file_bytes=file_bytes,
         time_limit_seconds=time_limit,
     )
+
+
+def _write_batch(store: SqliteContactStore, start: int, end: int) -> None:
+    """Contacts start..end-1 in one transaction, as the service would have saved them."""
+    window = timedelta(days=90)
+    with db.transaction(store._conn) as conn:
+        for i in range(start, end):
+            at = SEED_EPOCH + timedelta(seconds=i)
+            contact = Contact(
+                id=new_id(),
+                details=ContactDetails(
+                    display_name=f"Seeded Contact {i}", emails=(seeded_email(i),)
+                ),
+                status=lifecycle.status_for(None, at, window),
+                created_at=at,
+                updated_at=at,
+                created_by="bench",
+                updated_by="bench",
+            )
+            store._save(conn, contact, 0)
+
+
+def _checkpoint(store: SqliteContactStore, path: Path) -> int:
+    """Moves the WAL into the database file, so the service opens a compact file; its size."""
+    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.stat().st_size
 
 
 async def time_email_lookups(

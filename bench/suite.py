@@ -9,7 +9,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,14 +32,13 @@ class Profile:
     warmup_seconds: float
     measure_seconds: float
     in_flight: int
-    seed_contacts: int
+    seed_count: int
     seed_time_limit_seconds: float
     lookups: int
-    search_measure_seconds: float
 
 
-FULL = Profile("full", 2.0, 10.0, 64, 1_000_000, 150.0, 10_000, 10.0)
-QUICK = Profile("quick", 0.5, 2.0, 64, 20_000, 60.0, 2_000, 2.0)
+FULL = Profile("full", 2.0, 10.0, 64, 1_000_000, 150.0, 10_000)
+QUICK = Profile("quick", 0.5, 2.0, 64, 20_000, 60.0, 2_000)
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,7 @@ class RpcRow:
 class LookupResults:
     seed: SeedResult
     store_holder_of_email: LatencySummary
+    null_search_one_in_flight: LatencySummary
     search_one_in_flight: LatencySummary
     search_one_in_flight_errors: Mapping[str, int]
     search_loaded: LoadResult
@@ -124,32 +123,50 @@ async def _load(call: Call, server: Server, profile: Profile) -> LoadResult:
     )
 
 
-async def _lookups(workdir: Path, profile: Profile, rng: random.Random) -> LookupResults:
+def _search_by_email(
+    stub: contacts_grpc.ContactsServiceAsyncStub, emails: int, rng: random.Random, *, found: bool
+) -> Call:
+    """SearchContacts for one of the first `emails` seeded emails, chosen at random; with
+    `found`, a reply without exactly that one contact is a failure of the bench."""
+
+    async def search(n: int) -> None:
+        request = contacts_pb.SearchContactsRequest(email=seeded_email(rng.randrange(emails)))
+        reply = await stub.SearchContacts(request, metadata=METADATA)
+        if found and len(reply.contacts) != 1:
+            raise AssertionError(f"{request.email}: {len(reply.contacts)} contacts found")
+
+    return search
+
+
+async def _null_search(server: Server, profile: Profile, rng: random.Random) -> LatencySummary:
+    """The floor under SearchContacts: the same calls, one at a time, to the null servicer."""
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        search = _search_by_email(
+            contacts_grpc.ContactsServiceStub(channel), profile.seed_count, rng, found=False
+        )
+        latency, _ = await one_at_a_time(search, profile.lookups)
+    return latency
+
+
+async def _lookups(
+    workdir: Path, profile: Profile, rng: random.Random, null_floor: LatencySummary
+) -> LookupResults:
     """Seeds a store file, times the store's lookup in process, then SearchContacts(email)
     end to end against a contacts service started on that file."""
     path = workdir / "seeded" / "contacts.db"
-    seed = await seed_contacts(
-        path, profile.seed_contacts, time_limit=profile.seed_time_limit_seconds
-    )
+    seed = await seed_contacts(path, profile.seed_count, time_limit=profile.seed_time_limit_seconds)
     store_latency = await time_email_lookups(path, seed.count, profile.lookups, rng)
     async with (
         contacts_service(workdir / "seeded-service", path) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
-        stub = contacts_grpc.ContactsServiceStub(channel)
-
-        async def search(n: int) -> None:
-            request = contacts_pb.SearchContactsRequest(
-                email=seeded_email(rng.randrange(seed.count))
-            )
-            reply = await stub.SearchContacts(request, metadata=METADATA)
-            if len(reply.contacts) != 1:
-                raise AssertionError(f"{request.email}: {len(reply.contacts)} contacts found")
-
+        search = _search_by_email(
+            contacts_grpc.ContactsServiceStub(channel), seed.count, rng, found=True
+        )
         one, one_errors = await one_at_a_time(search, profile.lookups)
         loaded = await _load(search, server, profile)
         rss = server.rss_bytes()
-    return LookupResults(seed, store_latency, one, one_errors, loaded, rss)
+    return LookupResults(seed, store_latency, null_floor, one, one_errors, loaded, rss)
 
 
 async def run(profile: Profile) -> BenchResults:
@@ -158,12 +175,13 @@ async def run(profile: Profile) -> BenchResults:
     rng = random.Random(20260105)
     rows: list[RpcRow] = []
     rss: dict[str, int] = {}
-    async with AsyncExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="promesa-bench-")))
+    with tempfile.TemporaryDirectory(prefix="promesa-bench-") as tmp:
+        workdir = Path(tmp)
 
         async with null_server(workdir) as server:
             baseline = await _create_and_get(server, profile, rng)
             rss[server.name] = server.rss_bytes()
+            null_floor = await _null_search(server, profile, rng)
         for rpc, load in baseline.items():
             rows.append(RpcRow(rpc, server.name, load, 1.0))
 
@@ -175,7 +193,7 @@ async def run(profile: Profile) -> BenchResults:
             ratio = load.rps / base.rps if base is not None and base.rps else None
             rows.append(RpcRow(rpc, server.name, load, ratio))
 
-        lookup = await _lookups(workdir, profile, rng)
+        lookup = await _lookups(workdir, profile, rng, null_floor)
     return BenchResults(
         profile=profile,
         started_at=started_at,
