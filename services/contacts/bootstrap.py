@@ -26,7 +26,9 @@ async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return SqliteContactStore(common.sqlite_path, event_codec.encode, clock)
+    return SqliteContactStore(
+        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    )
 
 
 async def build(settings: ContactsSettings, clock: Clock | None = None) -> Runtime:

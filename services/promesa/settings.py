@@ -74,6 +74,7 @@ class CommonSettings:
     metrics_port: int
     store: str
     sqlite_path: Path
+    sqlite_synchronous: str
     mongodb_uri: str
     mongodb_database: str
     nats_url: str
@@ -110,6 +111,9 @@ class CommonSettings:
             metrics_port=env.integer("CRM_METRICS_PORT", metrics_port, maximum=65535),
             store=store,
             sqlite_path=Path(env.text("CRM_SQLITE_PATH", f"data/{service}.db")),
+            sqlite_synchronous=env.choice(
+                "CRM_SQLITE_SYNCHRONOUS", "full", ("full", "normal")
+            ).upper(),
             mongodb_uri=mongodb_uri,
             mongodb_database=env.text("CRM_MONGODB_DATABASE", f"promesa_{service}"),
             nats_url=env.text("CRM_NATS_URL", "nats://127.0.0.1:4222"),
