@@ -158,17 +158,23 @@ class DurableConsumer:
         if sub is None:
             return
         log.info("consumer_started", consumer=self._durable, stream=self._stream.name)
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
+                # A stop must not wait for a long poll to time out; handling is never cut short.
+                fetch = asyncio.ensure_future(sub.fetch(self._batch, timeout=5.0))
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    break
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=1.0)
-                except TimeoutError:
-                    continue
-                except nats.errors.TimeoutError:
+                    msgs = fetch.result()
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 for msg in msgs:
                     await self._handle(msg)
         finally:
+            stopping.cancel()
             await sub.unsubscribe()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription | None:

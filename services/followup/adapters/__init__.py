@@ -1,0 +1,1 @@
+"""Adapters of the follow-up service: storage, event encoding, notifiers."""

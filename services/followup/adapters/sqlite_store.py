@@ -1,0 +1,291 @@
+"""The embedded default store: SQLite in WAL mode, promise documents plus indexed columns.
+
+Reminders live in their own table with a partial index on `next_attempt_at`, so the scheduler
+reads only what is due, however many promises are open. A claim moves `next_attempt_at` to the
+end of the lease and stamps a token: a replica that dies leaves rows that fall due again when
+the lease ends, and one that comes back late cannot complete what another took over.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from followup.adapters.documents import (
+    delivery_doc,
+    delivery_from,
+    iso,
+    profile_doc,
+    profile_from,
+    promise_doc,
+    promise_from,
+)
+from followup.domain.contacts import ContactPreferences
+from followup.domain.events import PromiseEvent
+from followup.domain.model import Promise, PromiseKind, Status
+from followup.domain.reminders import Outcome, ReminderDelivery
+from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
+from promesa.clock import Clock
+from promesa.events import OutgoingEvent
+from promesa.ids import new_id
+from promesa.sqlite_store import SqliteStore
+from promesa.storage import VersionConflictError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS promises (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    team TEXT NOT NULL,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    paused_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS promises_by_due ON promises (due_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_owner ON promises (owner_id, due_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_team ON promises (team, due_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_contact ON promises (contact_id, due_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_status ON promises (status, due_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_created ON promises (created_at);
+CREATE TABLE IF NOT EXISTS reminders (
+    id TEXT PRIMARY KEY,
+    promise_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    next_attempt_at TEXT,
+    lease_token TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reminders_by_promise ON reminders (promise_id, scheduled_at, id);
+CREATE INDEX IF NOT EXISTS reminders_by_owner ON reminders (owner_id, scheduled_at, id);
+CREATE INDEX IF NOT EXISTS reminders_by_time ON reminders (scheduled_at, id);
+CREATE TABLE IF NOT EXISTS contact_profiles (
+    contact_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class SqlitePromiseStore(SqliteStore):
+    def __init__(
+        self,
+        path: Path,
+        encode: Callable[[PromiseEvent], OutgoingEvent],
+        clock: Clock,
+        *,
+        synchronous: str = "FULL",
+    ) -> None:
+        super().__init__(path, SCHEMA, clock, synchronous=synchronous)
+        self._encode = encode
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _promises(self, sql: str, args: Sequence[object]) -> builtins.list[Promise]:
+        return [promise_from(json.loads(r[0])) for r in self._conn.execute(sql, args)]
+
+    async def get(self, promise_id: str) -> Promise | None:
+        found = self._promises("SELECT doc FROM promises WHERE id = ?", (promise_id,))
+        return found[0] if found else None
+
+    async def get_many(self, promise_ids: Sequence[str]) -> builtins.list[Promise]:
+        marks = ",".join("?" * len(promise_ids))
+        return self._promises(f"SELECT doc FROM promises WHERE id IN ({marks})", promise_ids)
+
+    async def list(
+        self, f: PromiseFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Promise]:
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
+        for column in ("owner_id", "team", "contact_id"):
+            if getattr(f, column):
+                where.append(f"{column} = ?")
+                args.append(getattr(f, column))
+        if f.status is not None:
+            where.append("status = ?")
+            args.append(f.status.value)
+        if f.due_after is not None:
+            where.append("due_at >= ?")
+            args.append(iso(f.due_after))
+        if f.due_before is not None:
+            where.append("due_at < ?")
+            args.append(iso(f.due_before))
+        if f.overdue_at is not None:
+            # Waiting promises have their clock stopped: overdue only if paused after due.
+            where.append(
+                "((status = 'OPEN' AND due_at < ?)"
+                " OR (status = 'WAITING_ON_CUSTOMER' AND paused_at > due_at))"
+            )
+            args.append(iso(f.overdue_at))
+        if after is not None:
+            where.append("(due_at, id) > (?, ?)")
+            args.extend([iso(after[0]), after[1]])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT doc FROM promises {clause} ORDER BY due_at, id LIMIT ?"
+        return self._promises(sql, (*args, limit))
+
+    async def of_contact(self, contact_id: str) -> Sequence[Promise]:
+        return self._promises("SELECT doc FROM promises WHERE contact_id = ?", (contact_id,))
+
+    async def open_of_kind(self, contact_id: str, kind: PromiseKind) -> Sequence[Promise]:
+        return self._promises(
+            "SELECT doc FROM promises WHERE contact_id = ? AND kind = ? AND status IN (?, ?)",
+            (contact_id, kind.value, Status.OPEN.value, Status.WAITING_ON_CUSTOMER.value),
+        )
+
+    async def made_between(self, start: datetime | None, end: datetime | None) -> Sequence[Promise]:
+        return self._promises(
+            "SELECT doc FROM promises WHERE created_at >= ? AND created_at < ?",
+            (iso(start) if start else "", iso(end) if end else "~"),  # "~" sorts after digits
+        )
+
+    async def profile(self, contact_id: str) -> ContactPreferences | None:
+        row = self._conn.execute(
+            "SELECT doc FROM contact_profiles WHERE contact_id = ?", (contact_id,)
+        ).fetchone()
+        return profile_from(json.loads(row[0])) if row else None
+
+    async def deliveries(
+        self, promise_id: str, owner_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[ReminderDelivery]:
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
+        for column, value in (("promise_id", promise_id), ("owner_id", owner_id)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before is not None:
+            where.append("(scheduled_at, id) < (?, ?)")
+            args.extend([iso(before[0]), before[1]])
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn.execute(
+            f"SELECT doc FROM reminders {clause} ORDER BY scheduled_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [delivery_from(json.loads(r[0])) for r in rows]
+
+    # --- the scheduler's claim ------------------------------------------------------------------
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Claim]:
+        return self.claim_due_now(now, lease_until, limit)
+
+    def claim_due_now(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> builtins.list[Claim]:
+        """Synchronous, so tests can race it from threads on connections of their own."""
+        token = new_id()
+        with self._writing() as conn:
+            rows = conn.execute(
+                "SELECT id, doc FROM reminders WHERE next_attempt_at <= ?"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (iso(now), limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE reminders SET next_attempt_at = ?, lease_token = ? WHERE id = ?",
+                [(iso(lease_until), token, r[0]) for r in rows],
+            )
+        return [Claim(delivery_from(json.loads(r[1])), token) for r in rows]
+
+    # --- the one write path ------------------------------------------------------------------
+
+    async def commit(self, change: Change) -> None:
+        events = [self._encode(e) for e in change.events]
+        with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
+            for claim in change.completed:
+                self._complete(conn, claim)
+            for promise, expected in change.saves:
+                self._save(conn, promise, expected)
+            for promise_id, planned in change.replans.items():
+                conn.execute(
+                    "DELETE FROM reminders WHERE promise_id = ? AND outcome = ?",
+                    (promise_id, Outcome.PENDING.value),
+                )
+                self._insert(conn, planned)
+            self._insert(conn, change.added)
+            for profile in change.profiles:
+                conn.execute(
+                    "INSERT OR REPLACE INTO contact_profiles (contact_id, doc) VALUES (?, ?)",
+                    (profile.contact_id, json.dumps(profile_doc(profile))),
+                )
+            conn.executemany(
+                "DELETE FROM contact_profiles WHERE contact_id = ?",
+                [(c,) for c in change.forgotten_profiles],
+            )
+
+    def _complete(self, conn: sqlite3.Connection, claim: Claim) -> None:
+        r = claim.delivery
+        cur = conn.execute(
+            "UPDATE reminders SET doc = ?, outcome = ?, next_attempt_at = ?, lease_token = NULL"
+            " WHERE id = ? AND lease_token = ?",
+            (
+                json.dumps(delivery_doc(r)),
+                r.outcome.value,
+                iso(r.next_attempt_at) if r.next_attempt_at else None,
+                r.id,
+                claim.token,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLostError(r.id)
+
+    def _insert(self, conn: sqlite3.Connection, planned: Sequence[ReminderDelivery]) -> None:
+        conn.executemany(
+            "INSERT INTO reminders (id, promise_id, owner_id, outcome, scheduled_at,"
+            " next_attempt_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.id,
+                    r.promise_id,
+                    r.owner_id,
+                    r.outcome.value,
+                    iso(r.scheduled_at),
+                    iso(r.next_attempt_at) if r.next_attempt_at else None,
+                    json.dumps(delivery_doc(r)),
+                )
+                for r in planned
+            ],
+        )
+
+    def _save(self, conn: sqlite3.Connection, p: Promise, expected: int) -> None:
+        row = (
+            p.version,
+            json.dumps(promise_doc(p)),
+            p.contact_id,
+            p.owner_id,
+            p.team,
+            p.status.value,
+            p.kind.value,
+            iso(p.due_at),
+            iso(p.paused_at) if p.paused_at else None,
+            iso(p.created_at),
+            p.id,
+        )
+        if expected == 0:
+            try:
+                conn.execute(
+                    "INSERT INTO promises (version, doc, contact_id, owner_id, team, status,"
+                    " kind, due_at, paused_at, created_at, id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.IntegrityError:
+                raise VersionConflictError(p.id) from None
+            return
+        cur = conn.execute(
+            "UPDATE promises SET version = ?, doc = ?, contact_id = ?, owner_id = ?, team = ?,"
+            " status = ?, kind = ?, due_at = ?, paused_at = ?, created_at = ?"
+            " WHERE id = ? AND version = ?",
+            (*row, expected),
+        )
+        if cur.rowcount != 1:
+            raise VersionConflictError(p.id)

@@ -1,0 +1,127 @@
+"""The composition root of the follow-up service: settings in, a runnable service out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
+from followup.adapters import event_codec
+from followup.adapters.notifiers import EmailNotifier, WebhookNotifier
+from followup.adapters.reminder_feed import NatsReminderFeed
+from followup.adapters.sqlite_store import SqlitePromiseStore
+from followup.domain.reminders import ReminderPolicy
+from followup.entrypoints import contacts_consumer, interactions_consumer
+from followup.entrypoints.grpc_api import SERVICE_NAME, FollowupServicer
+from followup.ports import Notifier
+from followup.reminding import NATS, ReminderScheduler
+from followup.settings import FollowupSettings
+from followup.usecases import PromiseLedger
+from promesa.bus import (
+    CONTACTS_STREAM,
+    FOLLOWUP_STREAM,
+    INTERACTIONS_STREAM,
+    DurableConsumer,
+    EventBus,
+    Handler,
+    StreamSpec,
+)
+from promesa.clock import Clock, SystemClock
+from promesa.outbox import OutboxRelay
+from promesa.runtime import Runtime, ServiceParts, Worker
+from promesa.workers import Periodic
+
+
+def notifiers_for(settings: FollowupSettings) -> list[Notifier]:
+    found: list[Notifier] = []
+    if settings.webhook is not None:
+        found.append(WebhookNotifier(settings.webhook))
+    if settings.smtp is not None:
+        found.append(EmailNotifier(settings.smtp))
+    return found
+
+
+async def build(
+    settings: FollowupSettings,
+    clock: Clock | None = None,
+    *,
+    extra_notifiers: Sequence[Notifier] = (),
+) -> Runtime:
+    """Connects to NATS and opens the store; nothing connects at import. `extra_notifiers`
+    lets tests watch every delivery."""
+    clock = clock or SystemClock()
+    common = settings.common
+    bus = EventBus(common.nats_url, name="followup")
+    await bus.connect()
+    store = SqlitePromiseStore(common.sqlite_path, event_codec.encode, clock)
+    relay = OutboxRelay(store, bus, service="followup", batch_size=common.relay_batch_size)
+    notifiers = [*notifiers_for(settings), *extra_notifiers]
+    policy = ReminderPolicy(
+        escalate_after=settings.escalate_after,
+        escalate_every=settings.escalate_every,
+        max_attempts=settings.reminder_max_attempts,
+        retry_base=settings.reminder_retry_base,
+        notifiers=(NATS, *(n.name for n in notifiers)),
+    )
+    ledger = PromiseLedger(
+        store,
+        clock,
+        policy=policy,
+        supervisor_of=settings.supervisor_of,
+        max_handoffs=settings.max_handoffs,
+        complaint_resolution=settings.complaint_resolution,
+        win_back_within=settings.win_back_within,
+        on_commit=relay.notify,
+    )
+    scheduler = ReminderScheduler(
+        store,
+        clock,
+        policy=policy,
+        notifiers=notifiers,
+        lease=settings.reminder_lease,
+        batch=settings.reminder_batch,
+        on_commit=relay.notify,
+    )
+
+    def consumer(
+        stream: StreamSpec, durable: str, subjects: Sequence[str], handler: Handler
+    ) -> DurableConsumer:
+        return DurableConsumer(
+            bus,
+            service="followup",
+            stream=stream,
+            durable=durable,
+            filter_subjects=subjects,
+            handler=handler,
+            dead_letters=store.record_dead_letter,
+            ack_wait=common.consumer_ack_wait_seconds,
+            max_deliver=common.consumer_max_deliver,
+        )
+
+    workers: list[Worker] = [
+        consumer(
+            INTERACTIONS_STREAM,
+            interactions_consumer.CONSUMER,
+            interactions_consumer.SUBJECTS,
+            interactions_consumer.InteractionsHandler(ledger),
+        ),
+        consumer(
+            CONTACTS_STREAM,
+            contacts_consumer.CONSUMER,
+            contacts_consumer.SUBJECTS,
+            contacts_consumer.ContactsHandler(ledger),
+        ),
+        Periodic("reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds),
+    ]
+    servicer = FollowupServicer(ledger, clock, NatsReminderFeed(bus))
+    parts = ServiceParts(
+        grpc_service_names=[SERVICE_NAME],
+        register=lambda server: followup_grpc.add_FollowupServiceServicer_to_server(
+            servicer, server
+        ),
+        relay=relay,
+        stream=FOLLOWUP_STREAM,
+        workers=workers,
+        close_store=store.close,
+        extra={"ledger": ledger, "store": store, "scheduler": scheduler},
+    )
+    return Runtime(common, bus, parts)

@@ -1,0 +1,1 @@
+"""The follow-up domain: promises, their lifecycle, reminders and statistics (stdlib only)."""

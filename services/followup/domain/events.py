@@ -1,0 +1,94 @@
+"""What happened to promises and reminders, as facts in the past tense."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from followup.domain.model import Promise
+from followup.domain.reminders import ReminderDelivery
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class PromiseMade:
+    promise: Promise
+    actor: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseReassigned:
+    promise: Promise
+    previous_owner_id: str
+    previous_team: str
+    actor: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseRenegotiated:
+    promise: Promise
+    previous_due_at: datetime
+    customer_agreed: bool
+    actor: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseKept:
+    promise: Promise
+    actor: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseCancelled:
+    promise: Promise
+    actor: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseOverdue:
+    promise: Promise
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PromiseEscalated:
+    promise: Promise
+    escalated_to_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReminderDue:
+    """The reminder itself, for the recipient's NATS subject (the notifier that never fails:
+    it is committed with the delivery record and published by the outbox relay)."""
+
+    delivery: ReminderDelivery
+    promise: Promise
+    discreet: bool
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ReminderSent:
+    delivery: ReminderDelivery
+    notifiers: tuple[str, ...]
+    occurred_at: datetime
+
+
+PromiseEvent = (
+    PromiseMade
+    | PromiseReassigned
+    | PromiseRenegotiated
+    | PromiseKept
+    | PromiseCancelled
+    | PromiseOverdue
+    | PromiseEscalated
+    | ReminderDue
+    | ReminderSent
+)

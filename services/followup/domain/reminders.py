@@ -1,0 +1,157 @@
+"""Reminder policy: which reminders a promise gets, to whom and when, and how a delivery stands.
+
+The schedule is recomputed from the promise whenever it changes, so a renegotiated, paused or
+reassigned promise never keeps reminders that no longer fit it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from followup.domain.model import Promise, Status
+
+
+class ReminderKind(enum.StrEnum):
+    BEFORE_DUE_24H = "BEFORE_DUE_24H"
+    BEFORE_DUE_1H = "BEFORE_DUE_1H"
+    AT_DUE = "AT_DUE"
+    ESCALATION = "ESCALATION"
+
+
+class Outcome(enum.StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    notifier: str
+    attempted_at: datetime
+    success: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ReminderDelivery:
+    """A reminder scheduled for a promise and the record of sending it.
+
+    `next_attempt_at` is what the scheduler's index is on: None once nothing is left to do.
+    `remaining` names the notifiers that have not delivered it yet.
+    """
+
+    id: str
+    promise_id: str
+    contact_id: str
+    kind: ReminderKind
+    recipient_id: str
+    owner_id: str
+    scheduled_at: datetime
+    next_attempt_at: datetime | None
+    remaining: tuple[str, ...]
+    attempts: tuple[DeliveryAttempt, ...] = ()
+    outcome: Outcome = Outcome.PENDING
+    rounds: int = 0  # rounds of attempts made so far
+    announced: bool = False  # ReminderSent published
+
+    def after_attempts(
+        self, attempts: list[DeliveryAttempt], now: datetime, policy: ReminderPolicy
+    ) -> ReminderDelivery:
+        """Applies one round of attempts: failed notifiers are retried with back-off until the
+        policy's last attempt; the outcome is DELIVERED once any notifier delivered it."""
+        delivered = {a.notifier for a in attempts if a.success}
+        remaining = tuple(n for n in self.remaining if n not in delivered)
+        all_attempts = (*self.attempts, *attempts)
+        rounds = self.rounds + 1
+        any_success = any(a.success for a in all_attempts)
+        retry = bool(remaining) and rounds < policy.max_attempts
+        outcome = Outcome.DELIVERED if any_success else Outcome.PENDING
+        if not retry and not any_success:
+            outcome = Outcome.FAILED
+        next_at = now + policy.retry_base * 2 ** (rounds - 1) if retry else None
+        return replace(
+            self,
+            attempts=all_attempts,
+            remaining=remaining,
+            outcome=outcome,
+            next_attempt_at=next_at,
+            rounds=rounds,
+            announced=self.announced or any_success,
+        )
+
+
+@dataclass(frozen=True)
+class ReminderPolicy:
+    """Defaults: 24 h and 1 h before due and at due to the owner; to the supervisor 4 h after
+    due, then daily while overdue. Failed deliveries are retried with exponential back-off."""
+
+    before_due: tuple[tuple[ReminderKind, timedelta], ...] = (
+        (ReminderKind.BEFORE_DUE_24H, timedelta(hours=24)),
+        (ReminderKind.BEFORE_DUE_1H, timedelta(hours=1)),
+    )
+    escalate_after: timedelta = timedelta(hours=4)
+    escalate_every: timedelta = timedelta(hours=24)
+    max_attempts: int = 5
+    retry_base: timedelta = timedelta(seconds=30)
+    notifiers: tuple[str, ...] = field(default=("nats",))
+
+    def next_escalation(self, p: Promise, after: datetime) -> datetime:
+        """The first escalation slot (due + 4 h + n days) later than `after`."""
+        first = p.due_at + self.escalate_after
+        if after < first:
+            return first
+        periods = (after - first) // self.escalate_every + 1
+        return first + periods * self.escalate_every
+
+
+def plan(
+    p: Promise,
+    now: datetime,
+    policy: ReminderPolicy,
+    supervisor_id: str,
+    new_id: Callable[[], str],
+) -> list[ReminderDelivery]:
+    """The reminders still to come for a promise as it stands now. Paused, kept and cancelled
+    promises have none; reminders whose moment has passed are not sent late, except the one
+    at due, which also marks the promise overdue."""
+    if p.status is not Status.OPEN:
+        return []
+    planned: list[tuple[ReminderKind, datetime, str]] = [
+        (kind, p.due_at - lead, p.owner_id)
+        for kind, lead in policy.before_due
+        if p.due_at - lead >= now
+    ]
+    if p.overdue_noted_for != p.due_at:
+        planned.append((ReminderKind.AT_DUE, max(p.due_at, now), p.owner_id))
+    if supervisor_id:
+        last = p.last_escalated_at
+        if last is None and now >= p.due_at + policy.escalate_after:
+            at = now  # overdue long enough and never escalated: at once
+        else:
+            at = policy.next_escalation(p, max(last or now, now - timedelta(microseconds=1)))
+        planned.append((ReminderKind.ESCALATION, at, supervisor_id))
+    return [delivery(p, kind, at, recipient, policy, new_id()) for kind, at, recipient in planned]
+
+
+def delivery(
+    p: Promise,
+    kind: ReminderKind,
+    at: datetime,
+    recipient_id: str,
+    policy: ReminderPolicy,
+    reminder_id: str,
+) -> ReminderDelivery:
+    return ReminderDelivery(
+        id=reminder_id,
+        promise_id=p.id,
+        contact_id=p.contact_id,
+        kind=kind,
+        recipient_id=recipient_id,
+        owner_id=p.owner_id,
+        scheduled_at=at,
+        next_attempt_at=at,
+        remaining=policy.notifiers,
+    )

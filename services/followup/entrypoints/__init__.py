@@ -1,0 +1,1 @@
+"""How the world reaches the follow-up service: gRPC calls and events from other services."""

@@ -1,0 +1,134 @@
+"""Settings of the follow-up service: the shared ones plus promise policy, reminders, notifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from promesa.settings import CommonSettings, ConfigError, Env
+
+GRPC_PORT = 50053
+METRICS_PORT = 9103
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    url: str
+    secret: str = field(repr=False)
+    attempts: int
+    backoff_seconds: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str
+    to_template: str  # e.g. "{recipient}@example.com"
+
+
+@dataclass(frozen=True)
+class FollowupSettings:
+    common: CommonSettings
+    max_handoffs: int
+    complaint_resolution: timedelta
+    win_back_within: timedelta
+    team_supervisors: Mapping[str, str]
+    escalate_after: timedelta
+    escalate_every: timedelta
+    scheduler_interval_seconds: float
+    reminder_lease: timedelta
+    reminder_batch: int
+    reminder_max_attempts: int
+    reminder_retry_base: timedelta
+    webhook: WebhookSettings | None
+    smtp: SmtpSettings | None
+
+    def supervisor_of(self, team: str) -> str:
+        """The team's supervisor; `*` in CRM_TEAM_SUPERVISORS names the one for other teams."""
+        return self.team_supervisors.get(team) or self.team_supervisors.get("*", "")
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> FollowupSettings:
+        env = env or Env()
+        return cls(
+            common=CommonSettings.from_env(
+                "followup", grpc_port=GRPC_PORT, metrics_port=METRICS_PORT, env=env
+            ),
+            max_handoffs=env.integer("CRM_MAX_HANDOFFS", 2, minimum=0, maximum=100),
+            complaint_resolution=timedelta(
+                hours=env.integer("CRM_COMPLAINT_RESOLUTION_HOURS", 48, minimum=1)
+            ),
+            win_back_within=timedelta(days=env.integer("CRM_WIN_BACK_DAYS", 7, minimum=1)),
+            team_supervisors=parse_supervisors(env.text("CRM_TEAM_SUPERVISORS", "")),
+            escalate_after=timedelta(hours=env.number("CRM_ESCALATE_AFTER_HOURS", 4.0)),
+            escalate_every=timedelta(
+                hours=env.number("CRM_ESCALATE_EVERY_HOURS", 24.0, minimum=0.01)
+            ),
+            scheduler_interval_seconds=env.number(
+                "CRM_SCHEDULER_INTERVAL_SECONDS", 1.0, minimum=0.01
+            ),
+            reminder_lease=timedelta(
+                seconds=env.number("CRM_REMINDER_LEASE_SECONDS", 60.0, minimum=1.0)
+            ),
+            reminder_batch=env.integer("CRM_REMINDER_BATCH", 200, minimum=1, maximum=10_000),
+            reminder_max_attempts=env.integer(
+                "CRM_REMINDER_MAX_ATTEMPTS", 5, minimum=1, maximum=50
+            ),
+            reminder_retry_base=timedelta(
+                seconds=env.number("CRM_REMINDER_RETRY_SECONDS", 30.0, minimum=0.01)
+            ),
+            webhook=_webhook(env),
+            smtp=_smtp(env),
+        )
+
+
+def parse_supervisors(spec: str) -> Mapping[str, str]:
+    """`team=supervisor_id,team=supervisor_id`; raises ConfigError naming the bad entry."""
+    found: dict[str, str] = {}
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        team, sep, supervisor = (part.strip() for part in entry.partition("="))
+        if not (sep and team and supervisor):
+            raise ConfigError(f"CRM_TEAM_SUPERVISORS: {entry!r} is not team=supervisor_id")
+        found[team] = supervisor
+    return found
+
+
+def _webhook(env: Env) -> WebhookSettings | None:
+    url = env.text("CRM_WEBHOOK_URL", "")
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"CRM_WEBHOOK_URL={url!r} is not an http(s) URL")
+    secret = env.text("CRM_WEBHOOK_SECRET", "")
+    if not secret:
+        raise ConfigError("CRM_WEBHOOK_SECRET is required with CRM_WEBHOOK_URL (HMAC-SHA256)")
+    return WebhookSettings(
+        url=url,
+        secret=secret,
+        attempts=env.integer("CRM_WEBHOOK_ATTEMPTS", 3, minimum=1, maximum=10),
+        backoff_seconds=env.number("CRM_WEBHOOK_BACKOFF_SECONDS", 0.5),
+        timeout_seconds=env.number("CRM_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+    )
+
+
+def _smtp(env: Env) -> SmtpSettings | None:
+    host = env.text("CRM_SMTP_HOST", "")
+    if not host:
+        return None
+    template = env.text("CRM_SMTP_TO", "")
+    if "{recipient}" not in template:
+        raise ConfigError(
+            f"CRM_SMTP_TO={template!r} must contain {{recipient}}, e.g. {{recipient}}@example.com"
+        )
+    return SmtpSettings(
+        host=host,
+        port=env.integer("CRM_SMTP_PORT", 25, minimum=1, maximum=65535),
+        sender=env.text("CRM_SMTP_FROM", "promesa@localhost"),
+        to_template=template,
+    )

@@ -1,0 +1,1 @@
+"""The interactions service: the timeline of every touch with a customer, and its events."""

@@ -1,0 +1,1 @@
+"""How the interactions service stores its timeline and encodes its events."""

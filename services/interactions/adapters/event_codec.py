@@ -1,0 +1,70 @@
+"""Domain events of the timeline → protobuf payloads on `crm.interactions.*`.
+
+Summaries, notes and outcomes stay in this service. Promise texts do travel: the follow-up
+service tracks each promise and must say what was promised; it erases them on ContactErased.
+Event ids derive from the interaction (and version), so re-encoding an event never makes a
+second one.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from crm.interactions.v1 import events_pb2 as events_pb
+from interactions.domain.events import (
+    InteractionAmended,
+    InteractionEvent,
+    InteractionRated,
+    InteractionRecorded,
+)
+from interactions.entrypoints import proto_mapping as mapping
+from promesa.codec import outgoing
+from promesa.events import OutgoingEvent
+from promesa.ids import derived_id
+from promesa.protos import enum_to_proto, to_timestamp
+
+SOURCE = "promesa/interactions"
+
+
+def encode(event: InteractionEvent) -> OutgoingEvent:
+    i = event.interaction
+    d = i.details
+    message: Message
+    match event:
+        case InteractionRecorded(actor=actor, occurred_at=at):
+            subject, event_id = "crm.interactions.recorded", derived_id(i.id, "recorded")
+            message = events_pb.InteractionRecorded(
+                interaction_id=i.id,
+                contact_id=i.contact_id,
+                type=enum_to_proto(d.type, *mapping.TYPE),
+                channel=enum_to_proto(d.channel, *mapping.CHANNEL),
+                direction=enum_to_proto(d.direction, *mapping.DIRECTION),
+                occurred_at=to_timestamp(d.occurred_at),
+                agent_id=d.agent_id,
+                team=d.team,
+                promises=[mapping.promise_to_proto(p) for p in i.promises],
+                purchase=mapping.purchase_to_proto(d.purchase),
+                actor=actor,
+            )
+        case InteractionRated(actor=actor, occurred_at=at):
+            subject, event_id = "crm.interactions.rated", derived_id(i.id, "rated")
+            message = events_pb.InteractionRated(
+                interaction_id=i.id,
+                contact_id=i.contact_id,
+                agent_id=d.agent_id,
+                team=d.team,
+                satisfaction=i.satisfaction or 0,
+                occurred_at=to_timestamp(at),
+                actor=actor,
+            )
+        case InteractionAmended(changed_fields=changed, actor=actor, occurred_at=at):
+            subject = "crm.interactions.amended"
+            event_id = derived_id(i.id, "amended", str(i.version))
+            message = events_pb.InteractionAmended(
+                interaction_id=i.id,
+                contact_id=i.contact_id,
+                changed_fields=changed,
+                actor=actor,
+                occurred_at=to_timestamp(at),
+            )
+    return outgoing(message, subject=subject, source=SOURCE, about=i.id, at=at, event_id=event_id)

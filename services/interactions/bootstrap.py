@@ -1,0 +1,59 @@
+"""The composition root of the interactions service: settings in, a runnable service out."""
+
+from __future__ import annotations
+
+from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
+from interactions.adapters import event_codec
+from interactions.adapters.sqlite_store import SqliteInteractionStore
+from interactions.entrypoints import contacts_consumer
+from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
+from interactions.ports import InteractionStore
+from interactions.settings import MONGODB_NOT_BUILT, InteractionsSettings
+from interactions.usecases import Timeline
+from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
+from promesa.clock import Clock, SystemClock
+from promesa.outbox import OutboxRelay
+from promesa.runtime import Runtime, ServiceParts
+from promesa.settings import ConfigError
+
+
+async def open_store(settings: InteractionsSettings, clock: Clock) -> InteractionStore:
+    """The adapter CRM_STORE names; each one implements the same port."""
+    common = settings.common
+    if common.store == "mongodb":
+        raise ConfigError(MONGODB_NOT_BUILT)
+    return SqliteInteractionStore(common.sqlite_path, event_codec.encode, clock)
+
+
+async def build(settings: InteractionsSettings, clock: Clock | None = None) -> Runtime:
+    """Opens the store and connects to NATS; nothing connects at import."""
+    clock = clock or SystemClock()
+    common = settings.common
+    store = await open_store(settings, clock)
+    bus = EventBus(common.nats_url, name="interactions")
+    await bus.connect()
+    relay = OutboxRelay(store, bus, service="interactions", batch_size=common.relay_batch_size)
+    timeline = Timeline(store, clock, on_commit=relay.notify)
+    consumer = DurableConsumer(
+        bus,
+        service="interactions",
+        stream=CONTACTS_STREAM,
+        durable=contacts_consumer.CONSUMER,
+        filter_subjects=contacts_consumer.SUBJECTS,
+        handler=contacts_consumer.ContactsHandler(timeline),
+        dead_letters=store.record_dead_letter,
+        ack_wait=common.consumer_ack_wait_seconds,
+        max_deliver=common.consumer_max_deliver,
+    )
+    parts = ServiceParts(
+        grpc_service_names=[SERVICE_NAME],
+        register=lambda server: interactions_grpc.add_InteractionsServiceServicer_to_server(
+            InteractionsServicer(timeline), server
+        ),
+        relay=relay,
+        stream=INTERACTIONS_STREAM,
+        workers=[consumer],
+        close_store=store.close,
+        extra={"timeline": timeline, "store": store},
+    )
+    return Runtime(common, bus, parts)

@@ -1,0 +1,1 @@
+"""The interactions domain: standard library only, no transport or storage types."""

@@ -1,0 +1,106 @@
+"""The narrow storage port of the interactions service; each storage adapter implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from interactions.domain.events import InteractionEvent
+from interactions.domain.model import Channel, Interaction, InteractionType, KnownContact
+from promesa.events import IncomingEvent
+from promesa.outbox import OutboxStore
+from promesa.storage import (
+    AlreadyHandledError,
+    DuplicateRequestError,
+    IdempotencyKey,
+    VersionConflictError,
+)
+
+
+@dataclass(frozen=True)
+class TimelineFilter:
+    """One contact's timeline, narrowed; occurred_after is inclusive, occurred_before not."""
+
+    contact_id: str
+    type: InteractionType | None = None
+    channel: Channel | None = None
+    agent_id: str = ""
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+
+
+@dataclass
+class Change:
+    """Everything one use case writes, committed atomically with its events.
+
+    `saves` pairs each interaction with the version it replaces (0 for a new one), so a
+    concurrent writer is detected. `contacts` are rows of the contacts read model to upsert.
+    `live_contact`, when set, makes the commit fail with ContactGoneError unless that contact is
+    still known, not erased and not merged: an erasure or merge landing between the read and
+    the write must not leave a new touch behind it. `handled` is the inbox row of the event
+    that caused the change.
+    """
+
+    saves: list[tuple[Interaction, int]] = field(default_factory=list)
+    contacts: list[KnownContact] = field(default_factory=list)
+    events: list[InteractionEvent] = field(default_factory=list)
+    idempotency: IdempotencyKey | None = None
+    handled: tuple[str, str] | None = None  # (consumer, event id)
+    live_contact: str = ""
+
+
+class ContactGoneError(Exception):
+    """The contact was erased or merged away after the use case looked it up."""
+
+
+class InteractionStore(OutboxStore, Protocol):
+    async def get(self, interaction_id: str) -> Interaction | None: ...
+
+    async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
+
+    async def timeline(
+        self, f: TimelineFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Interaction]:
+        """A contact's interactions matching f, newest first: ordered by (occurred_at, id)
+        descending, strictly after the cursor in that order."""
+        ...
+
+    async def of_contact(
+        self, contact_id: str, limit: int, *, unerased_only: bool = False
+    ) -> Sequence[Interaction]:
+        """Some interactions of a contact, in no particular order: cascades work in batches."""
+        ...
+
+    async def contact(self, contact_id: str) -> KnownContact | None:
+        """The read model of contacts, as the contacts stream described them."""
+        ...
+
+    async def commit(self, change: Change) -> None:
+        """Atomically: inbox row, idempotency key, saves, read-model rows, events to the outbox.
+
+        Raises VersionConflictError, DuplicateRequestError, AlreadyHandledError or
+        ContactGoneError and writes nothing.
+        """
+        ...
+
+    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None: ...
+
+    async def dead_letters(self) -> Sequence[dict[str, object]]:
+        """What consumers gave up on, oldest first, for operators."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "AlreadyHandledError",
+    "Change",
+    "ContactGoneError",
+    "DuplicateRequestError",
+    "IdempotencyKey",
+    "InteractionStore",
+    "TimelineFilter",
+    "VersionConflictError",
+]

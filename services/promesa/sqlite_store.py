@@ -1,0 +1,75 @@
+"""A base for a service's SQLite store: the connection, the one write transaction with its inbox
+row and idempotency key, and the outbox and dead-letter methods the relay and consumers use."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from promesa import sqlite as db
+from promesa.clock import Clock
+from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.storage import AlreadyHandledError, DuplicateRequestError, IdempotencyKey
+
+
+class SqliteStore:
+    """Subclasses add their schema and domain tables; every write goes through `_writing`."""
+
+    def __init__(self, path: Path, schema: str, clock: Clock, *, synchronous: str = "FULL") -> None:
+        self._conn = db.open_database(path, synchronous=synchronous)
+        self._conn.executescript(schema)
+        self._clock = clock
+
+    @contextmanager
+    def _writing(
+        self,
+        events: Sequence[OutgoingEvent] = (),
+        *,
+        handled: tuple[str, str] | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: the inbox row first (AlreadyHandledError), the idempotency key
+        (DuplicateRequestError), the caller's writes, then the outbox rows."""
+        conn = self._conn
+        with db.transaction(conn):
+            if handled is not None and not db.inbox_claim(
+                conn, handled[0], handled[1], self._clock.now()
+            ):
+                raise AlreadyHandledError(handled[1])
+            if idempotency is not None:
+                k = idempotency
+                try:
+                    db.remember_idempotent(
+                        conn, k.request_id, k.operation, k.resource_id, k.fingerprint
+                    )
+                except sqlite3.IntegrityError:
+                    raise DuplicateRequestError(k.request_id) from None
+            yield conn
+            db.append_outbox(conn, events)
+
+    async def find_request(self, request_id: str) -> IdempotencyKey | None:
+        row = self._conn.execute(
+            "SELECT operation, fingerprint, resource_id FROM idempotency WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        return IdempotencyKey(request_id, row[0], row[1], row[2]) if row else None
+
+    async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
+        return db.pending_outbox(self._conn, limit)
+
+    async def mark_events_sent(self, seqs: Sequence[int]) -> None:
+        db.delete_outbox(self._conn, seqs)
+
+    async def outbox_backlog(self) -> int:
+        return db.outbox_backlog(self._conn)
+
+    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
+        db.record_dead_letter(self._conn, consumer, event, error, self._clock.now())
+
+    async def dead_letters(self) -> list[dict[str, object]]:
+        return db.dead_letters(self._conn)
+
+    async def close(self) -> None:
+        self._conn.close()

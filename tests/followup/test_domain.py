@@ -1,0 +1,114 @@
+"""The follow-up domain on its own: lifecycle rules, reminder planning, statistics, notices."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from followup.domain import lifecycle
+from followup.domain.contacts import ContactPreferences, QuietHours, customer_notice
+from followup.domain.events import PromiseKept, PromiseOverdue
+from followup.domain.model import Channel, Evidence, Promise, PromiseKind, Status
+from followup.domain.reminders import ReminderKind, ReminderPolicy, plan
+from followup.domain.stats import Grouping, compute
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def a_promise(due_in: timedelta = 48 * HOUR, **overrides: object) -> Promise:
+    fields: dict[str, object] = {
+        "id": "p1",
+        "contact_id": "c1",
+        "text": "Call back",
+        "kind": PromiseKind.CALL_BACK,
+        "owner_id": "ana",
+        "team": "madrid",
+        "created_by": "ana",
+        "due_at": T0 + due_in,
+        "created_at": T0,
+        "channel": Channel.PHONE,
+    }
+    fields.update(overrides)
+    return lifecycle.created(Promise(**fields))  # type: ignore[arg-type]
+
+
+def ids() -> str:
+    return "r"
+
+
+def test_the_reminder_plan_skips_moments_already_past_and_includes_escalation() -> None:
+    policy = ReminderPolicy()
+    soon = a_promise(due_in=30 * timedelta(minutes=1))
+    planned = {(r.kind, r.scheduled_at, r.recipient_id) for r in plan(soon, T0, policy, "sup", ids)}
+    assert planned == {
+        (ReminderKind.AT_DUE, T0 + timedelta(minutes=30), "ana"),
+        (ReminderKind.ESCALATION, T0 + timedelta(minutes=30) + 4 * HOUR, "sup"),
+    }
+    far = a_promise()
+    assert len(plan(far, T0, policy, "", ids)) == 3  # no supervisor known: no escalation
+
+
+def test_escalations_repeat_daily_after_the_first() -> None:
+    policy = ReminderPolicy()
+    p = a_promise(due_in=HOUR)
+    first = p.due_at + 4 * HOUR
+    assert policy.next_escalation(p, T0) == first
+    assert policy.next_escalation(p, first) == first + 24 * HOUR
+    assert policy.next_escalation(p, first + 30 * HOUR) == first + 48 * HOUR
+
+
+def test_overdue_is_noted_once_per_due_time() -> None:
+    p = a_promise(due_in=HOUR)
+    late, events = lifecycle.note_overdue(p, T0 + HOUR)
+    assert [type(e) for e in events] == [PromiseOverdue]
+    again, events = lifecycle.note_overdue(late, T0 + 2 * HOUR)
+    assert events == [] and again == late
+
+
+def test_time_to_keep_excludes_paused_time_and_a_waiting_promise_is_not_overdue() -> None:
+    p = a_promise(due_in=2 * HOUR)
+    paused, _ = lifecycle.pause(p, "waiting", "ana", T0 + HOUR)
+    assert paused.status is Status.WAITING_ON_CUSTOMER
+    assert not paused.is_overdue(T0 + 50 * HOUR)
+    resumed, _ = lifecycle.resume(paused, "back", "ana", T0 + 11 * HOUR)
+    assert resumed.due_at == p.due_at + 10 * HOUR
+    kept, events = lifecycle.keep(resumed, Evidence(note="done"), "ana", T0 + 12 * HOUR)
+    assert isinstance(events[0], PromiseKept) and kept.kept_on_time
+    assert kept.time_to_keep == 2 * HOUR
+    with pytest.raises(lifecycle.PromiseStateError):
+        lifecycle.cancel(kept, "too late", "ana", T0 + 13 * HOUR)
+
+
+def test_stats_median_and_handoffs_per_promise() -> None:
+    kept_fast, _ = lifecycle.keep(a_promise(id="a"), Evidence(note="x"), "ana", T0 + HOUR)
+    kept_slow, _ = lifecycle.keep(a_promise(id="b"), Evidence(note="x"), "ana", T0 + 3 * HOUR)
+    moved, _ = lifecycle.reassign(a_promise(id="c"), "bea", "", "leave", "ana", T0)
+    [row] = compute([kept_fast, kept_slow, moved], Grouping.ALL, T0 + 4 * HOUR)
+    assert row.median_time_to_keep == 2 * HOUR
+    assert row.handoffs_per_promise == pytest.approx(1 / 3)
+    assert row.kept_on_time_percent == 100.0
+
+
+def test_customer_notices_honour_consent_quiet_hours_and_discretion() -> None:
+    madrid = ContactPreferences(
+        contact_id="c1",
+        time_zone="Europe/Madrid",
+        preferred_channel=Channel.PHONE,
+        consents=((Channel.EMAIL, True), (Channel.PHONE, False)),
+        quiet_hours=QuietHours(22 * 60, 8 * 60),
+    )
+    late_evening = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # 23:30 in Madrid
+    notice = customer_notice(madrid, "p1", T0 + 48 * HOUR, late_evening)
+    assert notice is not None
+    assert notice.channel is Channel.EMAIL  # preferred channel has no consent
+    assert notice.send_at == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)  # 08:00 in Madrid
+    assert "04 March 2026, 10:00" in notice.body  # the due time in the contact's zone
+
+    discreet = customer_notice(
+        ContactPreferences("c1", consents=((Channel.EMAIL, True),), discreet=True), "p1", T0, T0
+    )
+    assert discreet is not None and "Call back" not in discreet.body
+    assert "contact us" in discreet.body
+    assert customer_notice(ContactPreferences("c1"), "p1", T0, T0) is None

@@ -1,0 +1,402 @@
+"""One contract for the interactions storage port, run against every adapter.
+
+`InteractionStoreContract` holds the behaviour; each adapter subclasses it and says how to
+create (and dispose of) a store. SQLite runs here; a MongoDB adapter subclasses it the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from interactions.adapters import event_codec
+from interactions.adapters.sqlite_store import SqliteInteractionStore
+from interactions.domain import rules
+from interactions.domain.events import (
+    InteractionRated,
+    InteractionRecorded,
+)
+from interactions.domain.model import (
+    Amendment,
+    Channel,
+    Direction,
+    Interaction,
+    InteractionDetails,
+    InteractionType,
+    KnownContact,
+    PromiseKind,
+    PromiseMade,
+    Purchase,
+)
+from interactions.ports import (
+    AlreadyHandledError,
+    Change,
+    ContactGoneError,
+    DuplicateRequestError,
+    IdempotencyKey,
+    InteractionStore,
+    TimelineFilter,
+    VersionConflictError,
+)
+from promesa.clock import ManualClock
+from promesa.events import IncomingEvent
+
+AGENT = "agent-ana"
+
+
+def touch(
+    interaction_id: str,
+    contact_id: str,
+    at: datetime,
+    *,
+    type: InteractionType = InteractionType.INQUIRY,
+    channel: Channel = Channel.PHONE,
+    agent: str = AGENT,
+) -> Interaction:
+    return Interaction(
+        id=interaction_id,
+        contact_id=contact_id,
+        details=InteractionDetails(type=type, channel=channel, occurred_at=at, agent_id=agent),
+        created_at=at,
+        updated_at=at,
+        created_by=AGENT,
+        updated_by=AGENT,
+    )
+
+
+def recording(i: Interaction, **change: object) -> Change:
+    """The change that records an interaction, as the record use case commits it."""
+    return Change(
+        saves=[(i, 0)],
+        events=[InteractionRecorded(i, AGENT, i.created_at)],
+        **change,  # type: ignore[arg-type]
+    )
+
+
+def ids(interactions: Sequence[Interaction]) -> list[str]:
+    return [i.id for i in interactions]
+
+
+class InteractionStoreContract(abc.ABC):
+    """What every InteractionStore adapter does; subclasses only create and dispose of stores."""
+
+    @abc.abstractmethod
+    async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore: ...
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path, clock: ManualClock) -> AsyncIterator[InteractionStore]:
+        store = await self.create_store(tmp_path, clock)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    # --- reading back what was committed -----------------------------------------------------
+
+    async def test_a_committed_interaction_reads_back_equal(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        at = clock.now().replace(microsecond=123456)
+        full = replace(
+            touch("i-1", "c-1", at, type=InteractionType.PURCHASE),
+            details=InteractionDetails(
+                type=InteractionType.PURCHASE,
+                channel=Channel.WEB,
+                occurred_at=at - timedelta(microseconds=7),
+                agent_id=AGENT,
+                direction=Direction.INBOUND,
+                team="madrid",
+                summary="Bought a kettle",
+                notes="Gift wrap «rouge»",
+                outcome="Paid",
+                purchase=Purchase(4999, "EUR"),
+                thread_id="i-0",
+            ),
+            promises=(
+                PromiseMade(
+                    "p-1",
+                    "Deliver by Friday",
+                    at + timedelta(days=3),
+                    "agent-bo",
+                    PromiseKind.DELIVER,
+                ),
+            ),
+            satisfaction=5,
+            rated_at=at + timedelta(hours=1),
+            amendments=(
+                Amendment(
+                    "sup-sam",
+                    at,
+                    ("summary", "type"),
+                    "typo",
+                    (("summary", "Bougth"), ("type", "INQUIRY")),
+                ),
+            ),
+            version=3,
+        )
+
+        await store.commit(recording(full))
+
+        assert await store.get("i-1") == full
+
+    async def test_unknown_things_read_as_none(self, store: InteractionStore) -> None:
+        assert await store.get("nothing") is None
+        assert await store.find_request("no-such-request") is None
+        assert await store.contact("nobody") is None
+
+    # --- optimistic concurrency and idempotency ----------------------------------------------
+
+    async def test_a_save_from_a_stale_version_conflicts_and_writes_nothing(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        v1 = touch("i-1", "c-1", clock.now())
+        await store.commit(recording(v1))
+        v2 = rules.rated(v1, 4, AGENT, clock.advance(timedelta(minutes=1)))
+        await store.commit(
+            Change(saves=[(v2, 1)], events=[InteractionRated(v2, AGENT, clock.now())])
+        )
+
+        stale = rules.rated(v1, 1, AGENT, clock.now())
+        with pytest.raises(VersionConflictError):
+            await store.commit(
+                Change(saves=[(stale, 1)], events=[InteractionRated(stale, AGENT, clock.now())])
+            )
+
+        assert await store.get("i-1") == v2
+        assert await store.outbox_backlog() == 2
+
+    async def test_a_new_interaction_under_an_existing_id_conflicts(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        first = touch("i-1", "c-1", clock.now())
+        await store.commit(recording(first))
+
+        with pytest.raises(VersionConflictError):
+            await store.commit(recording(touch("i-1", "c-2", clock.now())))
+
+        assert await store.get("i-1") == first
+
+    async def test_a_second_commit_with_the_same_request_id_is_a_duplicate(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        key = IdempotencyKey("req-1", "record", "digest", "i-1")
+        await store.commit(recording(touch("i-1", "c-1", clock.now()), idempotency=key))
+
+        with pytest.raises(DuplicateRequestError):
+            await store.commit(
+                recording(
+                    touch("i-2", "c-1", clock.now()),
+                    idempotency=IdempotencyKey("req-1", "record", "digest", "i-2"),
+                )
+            )
+
+        assert await store.find_request("req-1") == key
+        assert await store.get("i-2") is None
+        assert await store.outbox_backlog() == 1
+
+    async def test_the_inbox_refuses_the_same_event_twice_per_consumer(
+        self, store: InteractionStore
+    ) -> None:
+        await store.commit(Change(contacts=[KnownContact("c-1")], handled=("contacts", "e-1")))
+        await store.commit(Change(handled=("other", "e-1")))
+
+        with pytest.raises(AlreadyHandledError):
+            await store.commit(Change(contacts=[KnownContact("c-2")], handled=("contacts", "e-1")))
+        assert await store.contact("c-2") is None
+
+    # --- the contacts read model -------------------------------------------------------------
+
+    async def test_the_read_model_keeps_erasures_and_merges(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        erased = KnownContact("c-1", erased_at=clock.now())
+        merged = KnownContact("c-2", merged_into_id="c-3")
+        await store.commit(Change(contacts=[KnownContact("c-1"), KnownContact("c-2")]))
+        await store.commit(Change(contacts=[erased, merged]))
+
+        assert await store.contact("c-1") == erased
+        assert await store.contact("c-2") == merged
+
+    @pytest.mark.parametrize(
+        "state",
+        [
+            pytest.param(None, id="unknown"),
+            pytest.param(
+                KnownContact("c-1", erased_at=datetime(2026, 1, 1, tzinfo=UTC)), id="erased"
+            ),
+            pytest.param(KnownContact("c-1", merged_into_id="c-9"), id="merged"),
+        ],
+    )
+    async def test_a_touch_for_a_contact_that_is_not_live_is_not_written(
+        self, store: InteractionStore, clock: ManualClock, state: KnownContact | None
+    ) -> None:
+        if state is not None:
+            await store.commit(Change(contacts=[state]))
+
+        with pytest.raises(ContactGoneError):
+            await store.commit(recording(touch("i-1", "c-1", clock.now()), live_contact="c-1"))
+
+        assert await store.get("i-1") is None
+        assert await store.outbox_backlog() == 0
+
+    async def test_a_touch_for_a_live_contact_is_written(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        await store.commit(Change(contacts=[KnownContact("c-1")]))
+        await store.commit(recording(touch("i-1", "c-1", clock.now()), live_contact="c-1"))
+        assert await store.get("i-1") is not None
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    async def test_events_wait_in_commit_order_until_marked_sent(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        touches = [touch(f"i-{n}", "c-1", clock.now()) for n in range(3)]
+        for i in touches:
+            await store.commit(recording(i))
+
+        pending = await store.pending_events(100)
+
+        expected = [
+            event_codec.encode(InteractionRecorded(i, AGENT, i.created_at)) for i in touches
+        ]
+        assert [event for _, event in pending] == expected
+        seqs = [seq for seq, _ in pending]
+        assert seqs == sorted(seqs)
+        await store.mark_events_sent(seqs[:2])
+        assert await store.pending_events(100) == pending[2:]
+        assert await store.outbox_backlog() == 1
+
+    # --- the timeline ------------------------------------------------------------------------
+
+    @pytest.fixture
+    async def history(self, store: InteractionStore, clock: ManualClock) -> InteractionStore:
+        """Six touches of c-1 a day apart (two at the same instant), and one of c-2."""
+        t0 = clock.now()
+        day = timedelta(days=1)
+        for i in [
+            touch("t-1", "c-1", t0),
+            touch("t-2", "c-1", t0 + day, type=InteractionType.COMPLAINT),
+            touch("t-3a", "c-1", t0 + 2 * day, channel=Channel.EMAIL),
+            touch("t-3b", "c-1", t0 + 2 * day, agent="agent-bo"),
+            touch("t-4", "c-1", t0 + 3 * day + timedelta(microseconds=1)),
+            touch("t-5", "c-1", t0 + 4 * day, type=InteractionType.COMPLAINT),
+            touch("x-1", "c-2", t0 + day),
+        ]:
+            await store.commit(recording(i))
+        return store
+
+    @pytest.mark.parametrize(
+        ("changes", "expected"),
+        [
+            pytest.param({}, ["t-5", "t-4", "t-3b", "t-3a", "t-2", "t-1"], id="all"),
+            pytest.param({"type": InteractionType.COMPLAINT}, ["t-5", "t-2"], id="type"),
+            pytest.param({"channel": Channel.EMAIL}, ["t-3a"], id="channel"),
+            pytest.param({"agent_id": "agent-bo"}, ["t-3b"], id="agent"),
+            pytest.param(
+                {"occurred_after": timedelta(days=2), "occurred_before": timedelta(days=4)},
+                ["t-4", "t-3b", "t-3a"],
+                id="window",
+            ),
+        ],
+    )
+    async def test_the_timeline_is_newest_first_and_filtered(
+        self,
+        history: InteractionStore,
+        clock: ManualClock,
+        changes: dict[str, object],
+        expected: list[str],
+    ) -> None:
+        values = {k: clock.now() + v if isinstance(v, timedelta) else v for k, v in changes.items()}
+        f = TimelineFilter("c-1", **values)  # type: ignore[arg-type]
+        assert ids(await history.timeline(f, None, 100)) == expected
+
+    async def test_the_timeline_pages_with_a_cursor_and_breaks_ties_by_id(
+        self, history: InteractionStore
+    ) -> None:
+        pages: list[list[str]] = []
+        after: tuple[datetime, str] | None = None
+        while page := await history.timeline(TimelineFilter("c-1"), after, 2):
+            pages.append(ids(page))
+            after = (page[-1].details.occurred_at, page[-1].id)
+
+        assert pages == [["t-5", "t-4"], ["t-3b", "t-3a"], ["t-2", "t-1"]]
+
+    async def test_cascades_select_a_contacts_touches_and_skip_those_already_erased(
+        self, history: InteractionStore, clock: ManualClock
+    ) -> None:
+        [one] = await history.timeline(
+            TimelineFilter("c-1", type=InteractionType.COMPLAINT), None, 1
+        )
+        gone = rules.erased(one, "sup-sam", clock.now())
+        await history.commit(Change(saves=[(gone, one.version)]))
+
+        everything = await history.of_contact("c-1", 100)
+        unerased = await history.of_contact("c-1", 100, unerased_only=True)
+
+        assert len(everything) == 6 and one.id not in ids(unerased) and len(unerased) == 5
+        assert len(await history.of_contact("c-1", 2)) == 2
+
+    # --- dead letters ------------------------------------------------------------------------
+
+    async def test_dead_letters_are_recorded(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        event = IncomingEvent(
+            event_id="e-1",
+            type="crm.contacts.v1.ContactErased",
+            subject="crm.contacts.erased",
+            source="promesa/contacts",
+            ce_subject="c-1",
+            time="2026-03-02T09:00:00Z",
+            data=b"\xff",
+            delivery=3,
+        )
+        await store.record_dead_letter("interactions-contacts", event, "undecodable")
+
+        [letter] = await store.dead_letters()
+        assert (letter["event_id"], letter["error"], letter["deliveries"]) == (
+            "e-1",
+            "undecodable",
+            3,
+        )
+
+
+class TestSqliteInteractionStore(InteractionStoreContract):
+    async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore:
+        return SqliteInteractionStore(tmp_path / "interactions.db", event_codec.encode, clock)
+
+    @pytest.mark.parametrize(
+        "f",
+        [
+            pytest.param(TimelineFilter("c-1"), id="whole"),
+            pytest.param(TimelineFilter("c-1", type=InteractionType.COMPLAINT), id="filtered"),
+        ],
+    )
+    async def test_a_timeline_page_is_read_from_the_index_without_sorting(
+        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter
+    ) -> None:
+        """So a contact with 10,000 touches among 1,000,000 pages as fast as one with ten."""
+        assert isinstance(history, SqliteInteractionStore)
+        conn = history._conn
+        issued: list[str] = []
+        conn.set_trace_callback(issued.append)
+        try:
+            await history.timeline(f, (clock.now(), "t-9"), 50)
+        finally:
+            conn.set_trace_callback(None)
+        [query] = [q for q in issued if q.startswith("SELECT")]
+
+        plan = " | ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+
+        assert "USING INDEX interactions_timeline" in plan
+        assert "TEMP B-TREE" not in plan

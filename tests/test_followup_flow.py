@@ -1,0 +1,160 @@
+"""End to end: a complaint recorded in the interactions service becomes a tracked promise in the
+follow-up service, reminders fire as the clock moves, and three replicas share the work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from crm.followup.v1 import followup_service_pb2 as followup_pb
+from crm.followup.v1 import promise_pb2
+from followup.domain.reminders import Outcome, ReminderKind
+from promesa.clock import ManualClock
+from promesa.natsserver import NatsServer
+from tests.contacts.conftest import RunningContacts
+from tests.followup.conftest import (
+    RecordingNotifier,
+    RunningFollowup,
+    a_promise,
+    followup_env,
+    start_followup,
+)
+from tests.interactions import conftest as interactions_fixtures
+from tests.interactions.conftest import (
+    RunningInteractions,
+    an_interaction,
+    contact_in_both,
+    record,
+)
+from tests.interactions.conftest import a_promise as promised_in_interaction
+from tests.support import bearer, eventually
+
+contacts_service = interactions_fixtures.contacts_service
+interactions_beside_contacts = interactions_fixtures.interactions_beside_contacts
+
+
+@pytest.fixture
+async def followup_beside(
+    contacts_service: RunningContacts, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[RunningFollowup]:
+    """The follow-up service next to the other two, on their clock."""
+    svc = await start_followup(
+        nats_server, followup_env(nats_server, tmp_path), contacts_service.clock
+    )
+    yield svc
+    await svc.stop()
+
+
+async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
+    contacts_service: RunningContacts,
+    interactions_beside_contacts: RunningInteractions,
+    followup_beside: RunningFollowup,
+) -> None:
+    followup, clock = followup_beside, contacts_service.clock
+    # Given a contact the other services know about,
+    contact_id = await contact_in_both(
+        contacts_service, interactions_beside_contacts, "flow@example.com"
+    )
+    await eventually(lambda: followup.store.profile(contact_id))
+    # when an agent records a complaint with a promise due in two days,
+    interaction = await record(
+        interactions_beside_contacts,
+        an_interaction(contact_id, promises=[promised_in_interaction(within=timedelta(days=2))]),
+    )
+    [promised] = interaction.promises
+
+    # then the promise is tracked in the follow-up service under the same id,
+    async def tracked() -> promise_pb2.Promise | None:
+        reply = await followup.stub.ListPromises(
+            followup_pb.ListPromisesRequest(contact_id=contact_id), metadata=bearer()
+        )
+        return reply.promises[0] if reply.promises else None
+
+    promise = await eventually(tracked)
+    assert promise.id == promised.id
+    assert promise.source_interaction_id == interaction.id
+    assert promise.owner_id == interaction.agent_id
+    assert promise.due_at == promised.due_at
+
+    # the owner is reminded a day and an hour before it is due,
+    for ahead in (timedelta(hours=24), timedelta(hours=1)):
+        clock.set(promise.due_at.ToDatetime().replace(tzinfo=clock.now().tzinfo) - ahead)
+        assert await followup.scheduler.tick() == 1
+    assert [kind for _, kind, _ in followup.recorder.sent] == ["BEFORE_DUE_24H", "BEFORE_DUE_1H"]
+
+    # and once it is kept, in time, the statistics say so.
+    clock.advance(timedelta(minutes=30))
+    await followup.stub.KeepPromise(
+        followup_pb.KeepPromiseRequest(
+            id=promise.id,
+            evidence=promise_pb2.Evidence(interaction_id=interaction.id, note="refund paid"),
+        ),
+        metadata=bearer(),
+    )
+    stats = await followup.stub.GetPromiseStats(
+        followup_pb.GetPromiseStatsRequest(grouping=followup_pb.STATS_GROUPING_OWNER),
+        metadata=bearer(),
+    )
+    [row] = [r for r in stats.stats if r.key == interaction.agent_id]
+    assert (row.made, row.kept, row.kept_on_time_percent) == (1, 1, 100.0)
+    clock.advance(timedelta(days=2))
+    assert await followup.scheduler.tick() == 0  # kept: no reminder at due, no escalation
+
+
+async def test_three_replicas_deliver_each_of_1000_reminders_exactly_once(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    recorder = RecordingNotifier()
+    env = followup_env(nats_server, tmp_path, CRM_REMINDER_BATCH="100")
+    replicas = [await start_followup(nats_server, env, clock, recorder=recorder) for _ in range(3)]
+    a, b, c = replicas
+    try:
+        # Given 1,000 promises made through the replicas, all due in half an hour,
+        for start in range(0, 1000, 100):
+            await asyncio.gather(
+                *(
+                    replicas[i % 3].stub.CreatePromise(
+                        followup_pb.CreatePromiseRequest(
+                            promise=a_promise(
+                                clock.now() + timedelta(minutes=30), contact_id=f"c-{i}"
+                            )
+                        ),
+                        metadata=bearer(),
+                    )
+                    for i in range(start, start + 100)
+                )
+            )
+        clock.advance(timedelta(minutes=30))
+
+        # when one replica claims a batch and dies before sending it, another is stopped
+        # mid-way, and the replicas race for the rest,
+        lease = timedelta(seconds=float(env.get("CRM_REMINDER_LEASE_SECONDS", "60")))
+        orphaned = await c.store.claim_due(clock.now(), clock.now() + lease, 100)
+        await c.stop()
+        first = await asyncio.gather(a.scheduler.tick(), b.scheduler.tick())
+        await b.stop()
+        while await a.scheduler.tick():
+            pass
+        assert sum(first) > 0
+        delivered_before_takeover = len(recorder.sent)
+        assert delivered_before_takeover == 900
+        # then the dead replica's claims are taken over once its lease has ended,
+        clock.advance(lease)
+        assert await a.scheduler.drain() == 100
+
+        # and every reminder was delivered exactly once, and recorded once.
+        counts = recorder.counts()
+        assert len(counts) == 1000 and set(counts.values()) == {1}
+        assert {c.delivery.id for c in orphaned} <= set(counts)
+        records = await a.store.deliveries("", "", None, 10_000)
+        at_due = [r for r in records if r.kind is ReminderKind.AT_DUE]
+        assert len(at_due) == 1000
+        assert all(r.outcome is Outcome.DELIVERED and r.rounds == 1 for r in at_due)
+    finally:
+        for replica in replicas:
+            await replica.stop()
