@@ -3,6 +3,8 @@ state, so each test gets a server of its own (one starts in about 25 ms)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,4 +23,13 @@ def quiet_logs() -> None:
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(Path(tmp_path_factory.mktemp("nats"))).start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server for a test that freezes it with SIGSTOP; thawed before it is stopped."""
+    server = NatsServer(tmp_path / "nats").start()
+    yield server
+    os.kill(server.pid, signal.SIGCONT)
     server.stop()

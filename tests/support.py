@@ -17,7 +17,7 @@ AGENT_TOKEN = "agent-token"
 SUPERVISOR_TOKEN = "supervisor-token"
 SERVICE_TOKEN = "service-token"
 TOKENS = (
-    f"{AGENT_TOKEN}=agent-ana:agent,"
+    f"{AGENT_TOKEN}=agent-ana:agent:madrid,"
     f"{SUPERVISOR_TOKEN}=sup-sam:supervisor,"
     f"{SERVICE_TOKEN}=svc-followup:service"
 )

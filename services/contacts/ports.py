@@ -11,6 +11,12 @@ from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, ContactKind, Lifecycle, Relationship
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
+from promesa.storage import (
+    AlreadyHandledError,
+    DuplicateRequestError,
+    IdempotencyKey,
+    VersionConflictError,
+)
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,6 @@ class ContactFilter:
     updated_since: datetime | None = None
 
 
-@dataclass(frozen=True)
-class IdempotencyKey:
-    request_id: str
-    operation: str
-    fingerprint: str
-    resource_id: str
-
-
 @dataclass
 class Change:
     """Everything one use case writes, committed atomically with its events.
@@ -49,14 +47,6 @@ class Change:
     handled: tuple[str, str] | None = None  # (consumer, event id)
 
 
-class VersionConflictError(Exception):
-    """The contact changed since it was read."""
-
-    def __init__(self, contact_id: str) -> None:
-        self.contact_id = contact_id
-        super().__init__(contact_id)
-
-
 class EmailTakenError(Exception):
     """Another live contact holds this email."""
 
@@ -66,12 +56,16 @@ class EmailTakenError(Exception):
         super().__init__(email)
 
 
-class DuplicateRequestError(Exception):
-    """The request id was committed before (a concurrent retry won the race)."""
-
-
-class AlreadyHandledError(Exception):
-    """The inbox already holds this event id: the effect was applied before."""
+__all__ = [
+    "AlreadyHandledError",
+    "Change",
+    "ContactFilter",
+    "ContactStore",
+    "DuplicateRequestError",
+    "EmailTakenError",
+    "IdempotencyKey",
+    "VersionConflictError",
+]
 
 
 class ContactStore(OutboxStore, Protocol):

@@ -245,7 +245,7 @@ class ContactBook:
         try:
             await self._commit(change)
         except VersionConflictError as exc:
-            raise StaleEtagError("contact", exc.contact_id) from None
+            raise StaleEtagError("contact", exc.resource_id) from None
         log.info("contacts_merged", survivor_id=survivor_id, merged_id=duplicate_id)
         return merged_survivor
 

@@ -51,19 +51,13 @@ def normalise_phone(raw: str, default_region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _text(v: Violations, path: str, value: str, limit: int) -> str:
-    value = value.strip()
-    v.check(len(value) <= limit, path, f"must be at most {limit} characters")
-    return value
-
-
 def validate_details(
     d: ContactDetails, v: Violations, default_region: str, prefix: str = "contact"
 ) -> ContactDetails:
     """Checks and normalises; violations are named by their path in the request."""
-    display_name = _text(v, f"{prefix}.display_name", d.display_name, MAX_NAME)
+    display_name = v.text(f"{prefix}.display_name", d.display_name, MAX_NAME)
     v.check(bool(display_name), f"{prefix}.display_name", "must not be empty")
-    preferred_name = _text(v, f"{prefix}.preferred_name", d.preferred_name, MAX_NAME)
+    preferred_name = v.text(f"{prefix}.preferred_name", d.preferred_name, MAX_NAME)
 
     emails: list[str] = []
     v.check(len(d.emails) <= MAX_EMAILS, f"{prefix}.emails", f"at most {MAX_EMAILS} emails")
@@ -88,19 +82,19 @@ def validate_details(
     tags: list[str] = []
     v.check(len(d.tags) <= MAX_TAGS, f"{prefix}.tags", f"at most {MAX_TAGS} tags")
     for i, raw in enumerate(d.tags):
-        tag = _text(v, f"{prefix}.tags[{i}]", raw, MAX_SHORT).lower()
+        tag = v.text(f"{prefix}.tags[{i}]", raw, MAX_SHORT).lower()
         if v.check(bool(tag), f"{prefix}.tags[{i}]", "must not be empty") and tag not in tags:
             tags.append(tag)
 
     a = d.postal_address
     address = PostalAddress(
         lines=tuple(
-            _text(v, f"{prefix}.postal_address.lines[{i}]", line, MAX_ADDRESS_LINE)
+            v.text(f"{prefix}.postal_address.lines[{i}]", line, MAX_ADDRESS_LINE)
             for i, line in enumerate(a.lines)
         ),
-        locality=_text(v, f"{prefix}.postal_address.locality", a.locality, MAX_SHORT),
-        region=_text(v, f"{prefix}.postal_address.region", a.region, MAX_SHORT),
-        postal_code=_text(v, f"{prefix}.postal_address.postal_code", a.postal_code, 20),
+        locality=v.text(f"{prefix}.postal_address.locality", a.locality, MAX_SHORT),
+        region=v.text(f"{prefix}.postal_address.region", a.region, MAX_SHORT),
+        postal_code=v.text(f"{prefix}.postal_address.postal_code", a.postal_code, 20),
         country_code=a.country_code.strip().upper(),
     )
     v.check(len(a.lines) <= 5, f"{prefix}.postal_address.lines", "at most 5 lines")
@@ -125,7 +119,7 @@ def validate_details(
                 "must be a minute of the day, 0 to 1439",
             )
     for name in ("organisation_id", "owner_id", "team", "referred_by_id"):
-        _text(v, f"{prefix}.{name}", getattr(d, name), MAX_SHORT)
+        v.text(f"{prefix}.{name}", getattr(d, name), MAX_SHORT)
 
     return replace(
         d,

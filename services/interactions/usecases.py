@@ -117,6 +117,7 @@ class Timeline:
             draft,
             occurred_at=draft.occurred_at or now,
             agent_id=draft.agent_id.strip() or who.subject,
+            team=draft.team.strip() or who.team,
         )
         details = validate_details(draft, v, now)
         checked = validate_promises(promises, v, now, draft.occurred_at)

@@ -34,12 +34,6 @@ NOT_AMENDABLE = frozenset(
 FUTURE_SKEW = timedelta(minutes=5)
 
 
-def _text(v: Violations, path: str, value: str, limit: int) -> str:
-    value = value.strip()
-    v.check(len(value) <= limit, path, f"must be at most {limit} characters")
-    return value
-
-
 def validate_details(
     d: InteractionDraft, v: Violations, now: datetime, prefix: str = "interaction"
 ) -> InteractionDetails | None:
@@ -53,10 +47,10 @@ def validate_details(
             f"{prefix}.occurred_at",
             f"must not be more than {FUTURE_SKEW.seconds // 60} minutes in the future",
         )
-    agent_id = _text(v, f"{prefix}.agent_id", d.agent_id, MAX_SHORT)
+    agent_id = v.text(f"{prefix}.agent_id", d.agent_id, MAX_SHORT)
     v.check(bool(agent_id), f"{prefix}.agent_id", "must not be empty")
     texts = {
-        name: _text(v, f"{prefix}.{name}", getattr(d, name), limit)
+        name: v.text(f"{prefix}.{name}", getattr(d, name), limit)
         for name, limit in (
             ("team", MAX_SHORT),
             ("summary", MAX_SUMMARY),
@@ -110,9 +104,9 @@ def validate_promises(
     checked = []
     for i, p in enumerate(drafts):
         path = f"{prefix}[{i}]"
-        text = _text(v, f"{path}.text", p.text, MAX_PROMISE_TEXT)
+        text = v.text(f"{path}.text", p.text, MAX_PROMISE_TEXT)
         v.check(bool(text), f"{path}.text", "must say what was promised")
-        owner_id = _text(v, f"{path}.owner_id", p.owner_id, MAX_SHORT)
+        owner_id = v.text(f"{path}.owner_id", p.owner_id, MAX_SHORT)
         due_field = f"{path}.due_within" if p.due_within is not None else f"{path}.due_at"
         if p.due_within is not None:
             v.check(p.due_within > timedelta(0), due_field, "must be a positive time span")
@@ -129,7 +123,7 @@ def validate_promises(
 
 
 def validate_reason(reason: str, v: Violations) -> str:
-    reason = _text(v, "reason", reason, MAX_REASON)
+    reason = v.text("reason", reason, MAX_REASON)
     v.check(bool(reason), "reason", "say why the interaction is corrected")
     return reason
 

@@ -22,6 +22,7 @@ class Identity:
 
     subject: str
     role: Role
+    team: str = ""  # the team whose work this caller does, a default for what they record
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -48,18 +49,19 @@ def reset_identity(token: contextvars.Token[Identity]) -> None:
 
 
 def parse_tokens(spec: str) -> Mapping[str, Identity]:
-    """Parses `token=subject:role,token=subject:role`; raises ValueError naming the bad entry."""
+    """Parses `token=subject:role[:team],…`; raises ValueError naming the bad entry."""
     tokens: dict[str, Identity] = {}
     for raw in spec.split(","):
         entry = raw.strip()
         if not entry:
             continue
         token, sep, who = entry.partition("=")
-        subject, sep2, role = who.partition(":")
+        subject, sep2, rest = who.partition(":")
+        role, _, team = rest.partition(":")
         if not (sep and sep2 and token and subject):
-            raise ValueError(f"entry {_redact(entry)!r} is not token=subject:role")
+            raise ValueError(f"entry {_redact(entry)!r} is not token=subject:role[:team]")
         try:
-            tokens[token] = Identity(subject, Role(role))
+            tokens[token] = Identity(subject, Role(role), team)
         except ValueError:
             raise ValueError(
                 f"role {role!r} of {subject!r} is not one of agent, supervisor, service"

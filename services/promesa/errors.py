@@ -74,6 +74,12 @@ class Violations:
             self.add(field, description)
         return ok
 
+    def text(self, field: str, value: str, limit: int) -> str:
+        """The value without surrounding blanks, with a violation when it is over the limit."""
+        value = value.strip()
+        self.check(len(value) <= limit, field, f"must be at most {limit} characters")
+        return value
+
     def __bool__(self) -> bool:
         return bool(self._items)
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from promesa.errors import Violations
+from promesa.errors import FieldViolation, InvalidArgumentError, Violations
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -21,12 +21,21 @@ def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def from_timestamp(message: Any, field: str) -> datetime | None:
-    """None when the field is unset (HasField), an aware UTC datetime otherwise."""
+def from_timestamp(message: Any, field: str, path: str = "") -> datetime | None:
+    """None when the field is unset (HasField), an aware UTC datetime otherwise.
+
+    A Timestamp outside years 1 to 9999 is the caller's mistake: INVALID_ARGUMENT naming
+    `path` (default: the field's name), never an internal error.
+    """
     if not message.HasField(field):
         return None
     ts: timestamp_pb2.Timestamp = getattr(message, field)
-    return ts.ToDatetime(tzinfo=UTC)
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgumentError(
+            [FieldViolation(path or field, "is not a valid timestamp (years 1 to 9999)")]
+        ) from None
 
 
 def to_duration(value: timedelta | None) -> duration_pb2.Duration | None:

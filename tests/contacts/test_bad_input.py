@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
@@ -148,3 +148,15 @@ async def test_reusing_a_request_id_for_another_contact_is_refused(
         await create(contacts_service, a_person(emails=["second@example.com"]), "req-x")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "request_id" in field_violations(caught.value)
+
+
+async def test_a_timestamp_outside_the_calendar_is_invalid_argument(
+    contacts_service: RunningContacts,
+) -> None:
+    before_year_one = timestamp_pb2.Timestamp(seconds=-62135596800 - 86400)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await contacts_service.stub.ListContacts(
+            contacts_pb.ListContactsRequest(updated_since=before_year_one), metadata=bearer()
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "updated_since" in field_violations(caught.value)

@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
-import pytest
-from grpc_health.v1 import health_pb2
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
@@ -21,18 +16,8 @@ from promesa.bus import CONTACTS_STREAM, EventBus
 from promesa.natsserver import NatsServer, free_port
 from tests.contacts.conftest import contacts_env
 from tests.contacts.test_contacts_api import a_person
-from tests.support import bearer, events_about, eventually, health_status
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A server of its own: this test freezes it with SIGSTOP."""
-    server = NatsServer(tmp_path / "nats").start()
-    yield server
-    os.kill(server.pid, signal.SIGCONT)
-    server.stop()
+from tests.processes import ServiceProcess
+from tests.support import bearer, events_about, eventually
 
 
 def scrape(url: str) -> str:
@@ -40,56 +25,11 @@ def scrape(url: str) -> str:
         return str(response.read().decode())
 
 
-class ContactsProcess:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.port = int(env["CRM_GRPC_PORT"])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'services'}:{ROOT / 'gen'}"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "contacts"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    async def wait_serving(self, channel: grpc.aio.Channel) -> None:
-        async def serving() -> bool:
-            try:
-                status = await health_status(channel, timeout=0.5)
-            except grpc.aio.AioRpcError:
-                return False
-            return status == health_pb2.HealthCheckResponse.SERVING
-
-        await eventually(serving, timeout=20)
-
-    def signal(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(30)
-
-    def kill_if_running(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-async def bus_for(own_nats: NatsServer) -> AsyncIterator[EventBus]:
-    bus = EventBus(own_nats.url, name="test")
-    await bus.connect()
-    yield bus
-    await bus.close()
-
-
 async def test_an_event_committed_before_a_crash_is_published_once_after_restart(
     own_nats: NatsServer, tmp_path: Path
 ) -> None:
     env = contacts_env(own_nats, tmp_path, CRM_GRPC_PORT=str(free_port()))
-    service = ContactsProcess(env)
+    service = ServiceProcess("contacts", env)
     service.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
     try:
@@ -133,7 +73,7 @@ async def test_sigterm_finishes_cleanly_and_metrics_were_served(
     env = contacts_env(
         nats_server, tmp_path, CRM_GRPC_PORT=str(free_port()), CRM_METRICS_PORT=str(metrics_port)
     )
-    service = ContactsProcess(env)
+    service = ServiceProcess("contacts", env)
     service.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
     try:

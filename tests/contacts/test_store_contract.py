@@ -233,7 +233,7 @@ class ContactStoreContract(abc.ABC):
             await store.commit(updating(v1, stale))
 
         # Then nothing of it was written: not the contact, its emails, nor its event
-        assert raised.value.contact_id == "c-1"
+        assert raised.value.resource_id == "c-1"
         assert await store.get("c-1") == v2
         assert await store.holder_of_email("ada@example.com") == "c-1"
         assert await store.holder_of_email("countess@example.org") is None
@@ -255,7 +255,7 @@ class ContactStoreContract(abc.ABC):
         with pytest.raises(VersionConflictError) as raised:
             await store.commit(change)
 
-        assert raised.value.contact_id == "c-b"
+        assert raised.value.resource_id == "c-b"
         assert await store.get("c-a") == a
         assert await store.outbox_backlog() == 2
 

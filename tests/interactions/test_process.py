@@ -16,12 +16,9 @@ from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_gr
 from promesa.bus import INTERACTIONS_STREAM, EventBus
 from promesa.ids import new_id
 from promesa.natsserver import NatsServer, free_port
-from tests.contacts import test_process as contacts_process
-from tests.contacts.test_process import ROOT, ContactsProcess
 from tests.interactions.conftest import an_interaction, announce_contact, interactions_env
+from tests.processes import ROOT, ServiceProcess
 from tests.support import bearer, events_about, eventually
-
-own_nats = contacts_process.own_nats  # a server of its own: the test freezes it with SIGSTOP
 
 
 async def first_touch(
@@ -40,22 +37,11 @@ async def first_touch(
     return reply.interaction.id
 
 
-class InteractionsProcess(ContactsProcess):
-    """Driven like the contacts process (signals, health); only the module differs."""
-
-    def start(self) -> None:
-        env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'services'}:{ROOT / 'gen'}"}
-        log = Path(self.env["CRM_SQLITE_PATH"]).with_suffix(".log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "interactions"], env=env, cwd=ROOT, stdout=log, stderr=log
-        )
-
-
 async def test_a_touch_committed_before_a_crash_is_announced_once_after_restart(
     own_nats: NatsServer, tmp_path: Path
 ) -> None:
-    service = InteractionsProcess(
-        interactions_env(own_nats, tmp_path, CRM_GRPC_PORT=str(free_port()))
+    service = ServiceProcess(
+        "interactions", interactions_env(own_nats, tmp_path, CRM_GRPC_PORT=str(free_port()))
     )
     service.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")

@@ -16,8 +16,8 @@ from contacts.domain.events import (
 from contacts.domain.model import Contact
 from contacts.entrypoints import proto_mapping as mapping
 from crm.contacts.v1 import events_pb2 as events_pb
+from promesa.codec import outgoing
 from promesa.events import OutgoingEvent
-from promesa.ids import new_id
 from promesa.protos import to_timestamp
 
 SOURCE = "promesa/contacts"
@@ -90,12 +90,4 @@ def encode(event: ContactEvent) -> OutgoingEvent:
             message = events_pb.ContactErased(
                 contact_id=contact_id, actor=actor, occurred_at=to_timestamp(at)
             )
-    return OutgoingEvent(
-        event_id=new_id(),
-        subject=subject,
-        type=message.DESCRIPTOR.full_name,
-        source=SOURCE,
-        time=event.occurred_at,
-        ce_subject=about,
-        data=message.SerializeToString(),
-    )
+    return outgoing(message, subject=subject, source=SOURCE, about=about, at=event.occurred_at)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -12,18 +11,10 @@ from pathlib import Path
 from contacts.adapters.documents import from_document, to_document
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact
-from contacts.ports import (
-    AlreadyHandledError,
-    Change,
-    ContactFilter,
-    DuplicateRequestError,
-    EmailTakenError,
-    IdempotencyKey,
-    VersionConflictError,
-)
-from promesa import sqlite as db
+from contacts.ports import Change, ContactFilter, EmailTakenError, VersionConflictError
 from promesa.clock import Clock
-from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.events import OutgoingEvent
+from promesa.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -69,7 +60,7 @@ CREATE INDEX IF NOT EXISTS contact_tags_by_contact ON contact_tags (contact_id);
 """
 
 
-class SqliteContactStore:
+class SqliteContactStore(SqliteStore):
     def __init__(
         self,
         path: Path,
@@ -78,10 +69,8 @@ class SqliteContactStore:
         *,
         synchronous: str = "FULL",
     ) -> None:
-        self._conn = db.open_database(path, synchronous=synchronous)
-        self._conn.executescript(SCHEMA)
+        super().__init__(path, SCHEMA, clock, synchronous=synchronous)
         self._encode = encode
-        self._clock = clock
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -94,15 +83,6 @@ class SqliteContactStore:
             "SELECT contact_id FROM contact_emails WHERE email = ?", (email,)
         ).fetchone()
         return str(row[0]) if row else None
-
-    async def find_request(self, request_id: str) -> IdempotencyKey | None:
-        row = self._conn.execute(
-            "SELECT operation, fingerprint, resource_id FROM idempotency WHERE request_id = ?",
-            (request_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return IdempotencyKey(request_id, row[0], row[1], row[2])
 
     async def list(
         self, f: ContactFilter, after: tuple[str, str] | None, limit: int
@@ -174,26 +154,10 @@ class SqliteContactStore:
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
-        conn = self._conn
-        try:
-            with db.transaction(conn):
-                if change.handled is not None:
-                    consumer, event_id = change.handled
-                    if not db.inbox_claim(conn, consumer, event_id, self._clock.now()):
-                        raise AlreadyHandledError(event_id)
-                if change.idempotency is not None:
-                    k = change.idempotency
-                    try:
-                        db.remember_idempotent(
-                            conn, k.request_id, k.operation, k.resource_id, k.fingerprint
-                        )
-                    except sqlite3.IntegrityError:
-                        raise DuplicateRequestError(k.request_id) from None
-                for contact, expected in change.saves:
-                    self._save(conn, contact, expected)
-                db.append_outbox(conn, [self._encode(e) for e in change.events])
-        except sqlite3.IntegrityError as exc:
-            raise RuntimeError(f"unexpected constraint failure: {exc}") from exc
+        events = [self._encode(e) for e in change.events]
+        with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
+            for contact, expected in change.saves:
+                self._save(conn, contact, expected)
 
     def _save(self, conn: sqlite3.Connection, c: Contact, expected: int) -> None:
         doc = to_document(c)
@@ -256,23 +220,3 @@ class SqliteContactStore:
             "INSERT OR IGNORE INTO contact_tags (tag, contact_id) VALUES (?, ?)",
             [(t, c.id) for t in d.tags],
         )
-
-    # --- outbox, dead letters ----------------------------------------------------------------
-
-    async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
-        return db.pending_outbox(self._conn, limit)
-
-    async def mark_events_sent(self, seqs: Sequence[int]) -> None:
-        db.delete_outbox(self._conn, seqs)
-
-    async def outbox_backlog(self) -> int:
-        return db.outbox_backlog(self._conn)
-
-    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
-        db.record_dead_letter(self._conn, consumer, event, error, self._clock.now())
-
-    async def dead_letters(self) -> builtins.list[dict[str, object]]:
-        return db.dead_letters(self._conn)
-
-    async def close(self) -> None:
-        self._conn.close()

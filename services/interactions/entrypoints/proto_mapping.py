@@ -19,7 +19,7 @@ from interactions.domain.model import (
     Purchase,
 )
 from interactions.ports import TimelineFilter
-from promesa.errors import Violations
+from promesa.errors import InvalidArgumentError, Violations
 from promesa.protos import enum_from_proto, enum_to_proto, from_timestamp, to_timestamp
 
 CHANNEL = ("CHANNEL", interaction_pb2.Channel)
@@ -29,11 +29,12 @@ KIND = ("PROMISE_KIND", interaction_pb2.PromiseKind)
 
 
 def _instant(message: Any, field: str, path: str, v: Violations) -> datetime | None:
-    """A Timestamp outside years 1-9999 is the caller's mistake, not an internal error."""
+    """Collects a Timestamp outside years 1-9999 with the request's other violations."""
     try:
-        return from_timestamp(message, field)
-    except ValueError:
-        v.add(path, "is not a valid timestamp")
+        return from_timestamp(message, field, path)
+    except InvalidArgumentError as exc:
+        for violation in exc.violations:
+            v.add(violation.field, violation.description)
         return None
 
 
