@@ -8,21 +8,27 @@ from interactions.adapters.sqlite_store import SqliteInteractionStore
 from interactions.entrypoints import contacts_consumer
 from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
-from interactions.settings import MONGODB_NOT_BUILT, InteractionsSettings
+from interactions.settings import InteractionsSettings
 from interactions.usecases import Timeline
 from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts
-from promesa.settings import ConfigError
 
 
 async def open_store(settings: InteractionsSettings, clock: Clock) -> InteractionStore:
     """The adapter CRM_STORE names; each one implements the same port."""
     common = settings.common
     if common.store == "mongodb":
-        raise ConfigError(MONGODB_NOT_BUILT)
-    return SqliteInteractionStore(common.sqlite_path, event_codec.encode, clock)
+        from interactions.adapters.mongo_store import MongoInteractionStore
+
+        store: InteractionStore = await MongoInteractionStore.open(
+            common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
+        )
+        return store
+    return SqliteInteractionStore(
+        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    )
 
 
 async def build(settings: InteractionsSettings, clock: Clock | None = None) -> Runtime:

@@ -13,7 +13,7 @@ they sort chronologically as strings, and BSON dates would drop the microseconds
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -131,7 +131,7 @@ async def require_transactions(client: Client) -> None:
     )
 
 
-async def ensure_collections(db: Database, indexes: dict[str, list[IndexModel]]) -> None:
+async def ensure_collections(db: Database, indexes: Mapping[str, Sequence[IndexModel]]) -> None:
     """Creates the missing collections and their indexes; safe to run again, and by replicas
     booting at the same time. Collections exist before any transaction writes to them."""
     existing = set(await db.list_collection_names())

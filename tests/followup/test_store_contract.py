@@ -1,20 +1,26 @@
 """One contract for the follow-up storage port, run against every adapter.
 
-`PromiseStoreContract` holds the behaviour; an adapter subclasses it and says how to create a
-store. SQLite is the only adapter so far (a MongoDB one would subclass this suite).
+`PromiseStoreContract` holds the behaviour; an adapter subclasses it and says how to create (and
+dispose of) a store. SQLite always runs; MongoDB runs when CRM_TEST_MONGODB_URI names a replica
+set (transactions need one), each test in a database of its own that is dropped afterwards.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from followup.adapters import event_codec
+from followup.adapters.mongo_store import MongoPromiseStore, due_query
 from followup.adapters.sqlite_store import SCHEMA, SqlitePromiseStore
 from followup.domain import lifecycle
 from followup.domain.contacts import ContactPreferences
@@ -35,6 +41,7 @@ from promesa.storage import (
     VersionConflictError,
 )
 
+MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = ReminderPolicy()
 
@@ -60,14 +67,25 @@ def a_reminder(p: Promise, reminder_id: str, at: datetime) -> ReminderDelivery:
 
 
 class PromiseStoreContract(abc.ABC):
+    """What every PromiseStore adapter does; subclasses only create and dispose of stores."""
+
     @abc.abstractmethod
     async def create_store(self, tmp_path: Path) -> PromiseStore: ...
+
+    @abc.abstractmethod
+    async def open_peer(self, tmp_path: Path) -> PromiseStore:
+        """Another store on the data of the one `create_store` made: a second replica."""
+
+    async def dispose_store(self, store: PromiseStore) -> None:
+        await store.close()
 
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[PromiseStore]:
         store = await self.create_store(tmp_path)
-        yield store
-        await store.close()
+        try:
+            yield store
+        finally:
+            await self.dispose_store(store)
 
     async def test_a_saved_promise_reads_back_equal_and_its_event_is_in_the_outbox(
         self, store: PromiseStore
@@ -87,6 +105,24 @@ class PromiseStoreContract(abc.ABC):
         with pytest.raises(VersionConflictError):
             await store.commit(Change(saves=[(p, 0)]))  # the id exists already
         assert await store.get(p.id) == p
+        assert await store.outbox_backlog() == 0
+
+    async def test_a_change_that_fails_halfway_writes_nothing(self, store: PromiseStore) -> None:
+        p = a_promise()
+        await store.commit(Change(saves=[(p, 0)]))
+        fresh = a_promise("p2")
+        with pytest.raises(VersionConflictError):
+            await store.commit(
+                Change(
+                    saves=[(fresh, 0), (p, 0)],
+                    events=[PromiseMade(fresh, "ana", T0)],
+                    profiles=[ContactPreferences("c1")],
+                    replans={fresh.id: [a_reminder(fresh, "r1", T0)]},
+                )
+            )
+        assert await store.get_many(["p2"]) == []
+        assert await store.profile("c1") is None
+        assert await store.deliveries("p2", "", None, 10) == []
         assert await store.outbox_backlog() == 0
 
     async def test_a_request_id_and_an_event_id_are_taken_once(self, store: PromiseStore) -> None:
@@ -151,6 +187,29 @@ class PromiseStoreContract(abc.ABC):
         await store.commit(Change(completed=[replace(second, delivery=finished)]))
         assert await store.claim_due(T0 + timedelta(days=1), T0 + timedelta(days=2), 10) == []
 
+    async def test_replicas_claiming_at_once_never_lease_the_same_reminder(
+        self, store: PromiseStore, tmp_path: Path
+    ) -> None:
+        p = a_promise()
+        due = [a_reminder(p, f"r{n:02}", T0 - timedelta(seconds=n)) for n in range(30)]
+        await store.commit(Change(saves=[(p, 0)], replans={p.id: due}))
+        peers = [await self.open_peer(tmp_path) for _ in range(2)]
+        try:
+            replicas = [store, *peers]
+            lease_end = T0 + timedelta(minutes=1)
+            claimed: list[str] = []
+            while batches := [
+                b
+                for b in await asyncio.gather(*(r.claim_due(T0, lease_end, 4) for r in replicas))
+                if b
+            ]:
+                claimed.extend(c.delivery.id for batch in batches for c in batch)
+        finally:
+            for peer in peers:
+                await peer.close()
+
+        assert sorted(claimed) == sorted(r.id for r in due)  # each one once, none left
+
     async def test_contact_profiles_are_replaced_and_forgotten(self, store: PromiseStore) -> None:
         await store.commit(Change(profiles=[ContactPreferences("c1", discreet=True)]))
         await store.commit(Change(profiles=[ContactPreferences("c1", time_zone="Europe/Madrid")]))
@@ -162,6 +221,59 @@ class PromiseStoreContract(abc.ABC):
 class TestSqlitePromiseStore(PromiseStoreContract):
     async def create_store(self, tmp_path: Path) -> PromiseStore:
         return SqlitePromiseStore(tmp_path / "followup.db", event_codec.encode, ManualClock(T0))
+
+    async def open_peer(self, tmp_path: Path) -> PromiseStore:
+        return await self.create_store(tmp_path)
+
+
+@pytest.mark.skipif(not MONGODB_URI, reason="CRM_TEST_MONGODB_URI is not set")
+class TestMongoPromiseStore(PromiseStoreContract):
+    database: str
+
+    async def create_store(self, tmp_path: Path) -> PromiseStore:
+        self.database = f"promesa_contract_{uuid.uuid4().hex}"
+        return await self.open_peer(tmp_path)
+
+    async def open_peer(self, tmp_path: Path) -> PromiseStore:
+        return await MongoPromiseStore.open(
+            MONGODB_URI, self.database, event_codec.encode, ManualClock(T0)
+        )
+
+    async def dispose_store(self, store: PromiseStore) -> None:
+        await store.close()
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(MONGODB_URI)
+        try:
+            await client.drop_database(self.database)
+        finally:
+            await client.close()
+
+    async def test_the_scheduler_finds_due_reminders_through_its_index(
+        self, store: PromiseStore
+    ) -> None:
+        """Cost grows with what is due, not with how many promises are open."""
+        assert isinstance(store, MongoPromiseStore)
+        p = a_promise()
+        await store.commit(Change(saves=[(p, 0)], replans={p.id: [a_reminder(p, "r1", T0)]}))
+        cursor = store._reminders.find(due_query(T0)).sort("next_attempt_at", 1).limit(10)
+
+        stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])
+
+        assert ("IXSCAN", "reminders_due") in stages
+        assert "SORT" not in [stage for stage, _ in stages]
+
+
+def plan_stages(plan: object) -> list[tuple[str, str]]:
+    """Every (stage, index name) of a MongoDB explain plan, however deeply nested."""
+    found: list[tuple[str, str]] = []
+    if isinstance(plan, dict):
+        if "stage" in plan:
+            found.append((str(plan["stage"]), str(plan.get("indexName", ""))))
+        for value in plan.values():
+            found.extend(plan_stages(value))
+    elif isinstance(plan, list):
+        for value in plan:
+            found.extend(plan_stages(value))
+    return found
 
 
 def test_the_scheduler_finds_due_reminders_through_its_index(tmp_path: Path) -> None:

@@ -1,20 +1,26 @@
 """One contract for the interactions storage port, run against every adapter.
 
 `InteractionStoreContract` holds the behaviour; each adapter subclasses it and says how to
-create (and dispose of) a store. SQLite runs here; a MongoDB adapter subclasses it the same way.
+create (and dispose of) a store. SQLite always runs; MongoDB runs when CRM_TEST_MONGODB_URI
+names a replica set (transactions need one), each test in a database of its own that is
+dropped afterwards.
 """
 
 from __future__ import annotations
 
 import abc
+import os
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from interactions.adapters import event_codec
+from interactions.adapters.mongo_store import MongoInteractionStore, timeline_query
 from interactions.adapters.sqlite_store import SqliteInteractionStore
 from interactions.domain import rules
 from interactions.domain.events import (
@@ -46,6 +52,7 @@ from interactions.ports import (
 from promesa.clock import ManualClock
 from promesa.events import IncomingEvent
 
+MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 AGENT = "agent-ana"
 
 
@@ -82,11 +89,28 @@ def ids(interactions: Sequence[Interaction]) -> list[str]:
     return [i.id for i in interactions]
 
 
+def plan_stages(plan: object) -> list[tuple[str, str]]:
+    """Every (stage, index name) of a MongoDB explain plan, however deeply nested."""
+    found: list[tuple[str, str]] = []
+    if isinstance(plan, dict):
+        if "stage" in plan:
+            found.append((str(plan["stage"]), str(plan.get("indexName", ""))))
+        for value in plan.values():
+            found.extend(plan_stages(value))
+    elif isinstance(plan, list):
+        for value in plan:
+            found.extend(plan_stages(value))
+    return found
+
+
 class InteractionStoreContract(abc.ABC):
     """What every InteractionStore adapter does; subclasses only create and dispose of stores."""
 
     @abc.abstractmethod
     async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore: ...
+
+    async def dispose_store(self, store: InteractionStore) -> None:
+        await store.close()
 
     @pytest.fixture
     def clock(self) -> ManualClock:
@@ -98,7 +122,7 @@ class InteractionStoreContract(abc.ABC):
         try:
             yield store
         finally:
-            await store.close()
+            await self.dispose_store(store)
 
     # --- reading back what was committed -----------------------------------------------------
 
@@ -184,6 +208,27 @@ class InteractionStoreContract(abc.ABC):
             await store.commit(recording(touch("i-1", "c-2", clock.now())))
 
         assert await store.get("i-1") == first
+
+    async def test_a_change_that_fails_halfway_writes_nothing(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        first = touch("i-1", "c-1", clock.now())
+        await store.commit(recording(first))
+        fresh = touch("i-2", "c-1", clock.now())
+
+        with pytest.raises(VersionConflictError):
+            await store.commit(
+                Change(
+                    saves=[(fresh, 0), (touch("i-1", "c-2", clock.now()), 0)],
+                    contacts=[KnownContact("c-9")],
+                    events=[InteractionRecorded(fresh, AGENT, clock.now())],
+                )
+            )
+
+        assert await store.get("i-2") is None
+        assert await store.contact("c-9") is None
+        assert await store.get("i-1") == first
+        assert await store.outbox_backlog() == 1
 
     async def test_a_second_commit_with_the_same_request_id_is_a_duplicate(
         self, store: InteractionStore, clock: ManualClock
@@ -400,3 +445,42 @@ class TestSqliteInteractionStore(InteractionStoreContract):
 
         assert "USING INDEX interactions_timeline" in plan
         assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.skipif(not MONGODB_URI, reason="CRM_TEST_MONGODB_URI is not set")
+class TestMongoInteractionStore(InteractionStoreContract):
+    database: str
+
+    async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore:
+        self.database = f"promesa_contract_{uuid.uuid4().hex}"
+        return await MongoInteractionStore.open(
+            MONGODB_URI, self.database, event_codec.encode, clock
+        )
+
+    async def dispose_store(self, store: InteractionStore) -> None:
+        await store.close()
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(MONGODB_URI)
+        try:
+            await client.drop_database(self.database)
+        finally:
+            await client.close()
+
+    @pytest.mark.parametrize(
+        "f",
+        [
+            pytest.param(TimelineFilter("c-1"), id="whole"),
+            pytest.param(TimelineFilter("c-1", type=InteractionType.COMPLAINT), id="filtered"),
+        ],
+    )
+    async def test_a_timeline_page_is_read_from_the_index_without_sorting(
+        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter
+    ) -> None:
+        """The same guarantee as SQLite's, read from the server's winning plan."""
+        assert isinstance(history, MongoInteractionStore)
+        query, sort = timeline_query(f, (clock.now(), "t-9"))
+        cursor = history._interactions.find(query).sort(sort).limit(50)
+
+        stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])
+
+        assert ("IXSCAN", "interactions_timeline") in stages
+        assert "SORT" not in [stage for stage, _ in stages]

@@ -9,7 +9,7 @@ replica set (see `promesa.mongo`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,12 +24,10 @@ from contacts.ports import (
     ContactFilter,
     DuplicateRequestError,
     EmailTakenError,
-    IdempotencyKey,
     VersionConflictError,
 )
 from promesa import mongo as db
-from promesa.clock import Clock
-from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.mongo_store import MongoStore
 
 CONTACTS = "contacts"
 CONTACT_EMAILS = "contact_emails"
@@ -72,45 +70,13 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-class MongoContactStore:
-    def __init__(
-        self,
-        client: db.Client,
-        database: db.Database,
-        encode: Callable[[ContactEvent], OutgoingEvent],
-        clock: Clock,
-    ) -> None:
-        """Use `open`, which also checks the server and creates the collections."""
-        self._client = client
-        self._db = database
+class MongoContactStore(MongoStore[ContactEvent]):
+    APP_NAME = "promesa-contacts"
+    INDEXES = INDEXES
+
+    def _collections(self, database: db.Database) -> None:
         self._contacts = database[CONTACTS]
         self._emails = database[CONTACT_EMAILS]
-        self._encode = encode
-        self._clock = clock
-
-    @classmethod
-    async def open(
-        cls,
-        uri: str,
-        database: str,
-        encode: Callable[[ContactEvent], OutgoingEvent],
-        clock: Clock,
-        *,
-        server_selection_timeout_ms: int = db.DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
-    ) -> MongoContactStore:
-        """Connects to a replica set, creating collections and indexes that are missing."""
-        client, database_ = await db.open_database(
-            uri,
-            database,
-            app_name="promesa-contacts",
-            server_selection_timeout_ms=server_selection_timeout_ms,
-        )
-        try:
-            await db.ensure_collections(database_, INDEXES)
-        except BaseException:
-            await client.close()
-            raise
-        return cls(client, database_, encode, clock)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -121,12 +87,6 @@ class MongoContactStore:
     async def holder_of_email(self, email: str) -> str | None:
         row = await self._emails.find_one({"_id": email})
         return str(row["contact_id"]) if row else None
-
-    async def find_request(self, request_id: str) -> IdempotencyKey | None:
-        row = await db.find_request(self._db, request_id)
-        if row is None:
-            return None
-        return IdempotencyKey(request_id, row["operation"], row["fingerprint"], row["resource_id"])
 
     async def list(
         self, f: ContactFilter, after: tuple[str, str] | None, limit: int
@@ -242,23 +202,3 @@ class MongoContactStore:
                 holder_id = str(holder["contact_id"]) if holder else ""
                 if holder_id != c.id:
                     raise EmailTakenError(email, holder_id)
-
-    # --- outbox, dead letters ----------------------------------------------------------------
-
-    async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
-        return await db.pending_outbox(self._db, limit)
-
-    async def mark_events_sent(self, seqs: Sequence[int]) -> None:
-        await db.delete_outbox(self._db, seqs)
-
-    async def outbox_backlog(self) -> int:
-        return await db.outbox_backlog(self._db)
-
-    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
-        await db.record_dead_letter(self._db, consumer, event, error, self._clock.now())
-
-    async def dead_letters(self) -> DeadLetters:
-        return await db.dead_letters(self._db)
-
-    async def close(self) -> None:
-        await self._client.close()

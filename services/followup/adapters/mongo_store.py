@@ -1,0 +1,371 @@
+"""The production store: MongoDB through PyMongo's async API, promises, reminders and profiles.
+
+A promise is its shared document (`documents.promise_doc`) under `_id` = promise id: its
+times are fixed-width UTC text, so they sort and compare as instants. A reminder keeps its
+delivery document under `doc`, beside the keys the scheduler owns: `next_attempt_at` (absent
+once nothing is left to do, so the partial index holds only what may fall due) and
+`lease_token`.
+
+A claim moves `next_attempt_at` to the end of the lease and stamps a token, one reminder at a
+time with `find_one_and_update` on `{_id, next_attempt_at <= now}`: the filter and the update
+are one atomic step on the server, so of two replicas racing for a reminder exactly one
+matches. A replica that dies leaves reminders that fall due again when the lease ends, and one
+that comes back late cannot complete what another took over: completing matches the token.
+
+Writes run in one multi-document transaction, which needs a replica set (see `promesa.mongo`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+
+from followup.adapters.documents import (
+    delivery_doc,
+    delivery_from,
+    iso,
+    profile_doc,
+    profile_from,
+    promise_doc,
+    promise_from,
+)
+from followup.domain.contacts import ContactPreferences
+from followup.domain.events import PromiseEvent
+from followup.domain.model import Promise, PromiseKind, Status
+from followup.domain.reminders import Outcome, ReminderDelivery
+from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
+from promesa import mongo as db
+from promesa.ids import new_id
+from promesa.mongo_store import MongoStore
+from promesa.storage import (
+    AlreadyHandledError,
+    DuplicateRequestError,
+    VersionConflictError,
+)
+
+PROMISES = "promises"
+REMINDERS = "reminders"
+CONTACT_PROFILES = "contact_profiles"
+
+# Rounds of claiming in one call when other replicas took some of the candidates first.
+_CLAIM_ROUNDS = 3
+# Claims sent at once: a batch of thousands must not take every pooled connection.
+_CLAIMS_IN_FLIGHT = 32
+
+INDEXES: dict[str, list[IndexModel]] = {
+    PROMISES: [
+        IndexModel([("due_at", ASCENDING), ("_id", ASCENDING)], name="promises_by_due"),
+        IndexModel(
+            [("owner_id", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)],
+            name="promises_by_owner",
+        ),
+        IndexModel(
+            [("team", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)],
+            name="promises_by_team",
+        ),
+        IndexModel(
+            [("contact_id", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)],
+            name="promises_by_contact",
+        ),
+        IndexModel(
+            [("status", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)],
+            name="promises_by_status",
+        ),
+        IndexModel([("created_at", ASCENDING)], name="promises_by_created"),
+    ],
+    REMINDERS: [
+        # Only reminders that may still fall due: the scheduler reads what is due, however
+        # many promises are open.
+        IndexModel(
+            [("next_attempt_at", ASCENDING)],
+            name="reminders_due",
+            partialFilterExpression={"next_attempt_at": {"$exists": True}},
+        ),
+        IndexModel(
+            [("promise_id", ASCENDING), ("scheduled_at", ASCENDING), ("_id", ASCENDING)],
+            name="reminders_by_promise",
+        ),
+        IndexModel(
+            [("owner_id", ASCENDING), ("scheduled_at", ASCENDING), ("_id", ASCENDING)],
+            name="reminders_by_owner",
+        ),
+        IndexModel([("scheduled_at", ASCENDING), ("_id", ASCENDING)], name="reminders_by_time"),
+    ],
+    # `_id` is the contact id.
+    CONTACT_PROFILES: [],
+}
+
+DeadLetters = builtins.list[dict[str, object]]  # inside the class, `list` is a method
+
+
+def _reminder_row(r: ReminderDelivery) -> db.Document:
+    row: db.Document = {
+        "_id": r.id,
+        "promise_id": r.promise_id,
+        "owner_id": r.owner_id,
+        "outcome": r.outcome.value,
+        "scheduled_at": iso(r.scheduled_at),
+        "doc": delivery_doc(r),
+    }
+    if r.next_attempt_at is not None:
+        row["next_attempt_at"] = iso(r.next_attempt_at)
+    return row
+
+
+def due_query(now: datetime) -> db.Document:
+    """Reminders whose next attempt is due (an expired lease counts): it names the partial
+    index's condition, so the planner may read `reminders_due`."""
+    return {"next_attempt_at": {"$exists": True, "$lte": iso(now)}}
+
+
+class MongoPromiseStore(MongoStore[PromiseEvent]):
+    APP_NAME = "promesa-followup"
+    INDEXES = INDEXES
+
+    def _collections(self, database: db.Database) -> None:
+        self._promises = database[PROMISES]
+        self._reminders = database[REMINDERS]
+        self._profiles = database[CONTACT_PROFILES]
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def _find(
+        self,
+        query: db.Document,
+        sort: Sequence[tuple[str, int]] = (),
+        limit: int | None = None,
+    ) -> builtins.list[Promise]:
+        if limit is not None and limit <= 0:
+            return []
+        cursor = self._promises.find(query)
+        if sort:
+            cursor = cursor.sort(builtins.list(sort))
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [promise_from(d) for d in await cursor.to_list()]
+
+    async def get(self, promise_id: str) -> Promise | None:
+        doc = await self._promises.find_one({"_id": promise_id})
+        return promise_from(doc) if doc else None
+
+    async def get_many(self, promise_ids: Sequence[str]) -> builtins.list[Promise]:
+        if not promise_ids:
+            return []
+        return await self._find({"_id": {"$in": builtins.list(promise_ids)}})
+
+    async def list(
+        self, f: PromiseFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Promise]:
+        query: db.Document = {}
+        clauses: builtins.list[db.Document] = []
+        for key in ("owner_id", "team", "contact_id"):
+            if getattr(f, key):
+                query[key] = getattr(f, key)
+        if f.status is not None:
+            query["status"] = f.status.value
+        due: db.Document = {}
+        if f.due_after is not None:
+            due["$gte"] = iso(f.due_after)
+        if f.due_before is not None:
+            due["$lt"] = iso(f.due_before)
+        if f.overdue_at is not None:
+            # Waiting promises have their clock stopped: overdue only if paused after due.
+            clauses.append(
+                {
+                    "$or": [
+                        {"status": Status.OPEN.value, "due_at": {"$lt": iso(f.overdue_at)}},
+                        {
+                            "status": Status.WAITING_ON_CUSTOMER.value,
+                            "paused_at": {"$type": "string"},
+                            "$expr": {"$gt": ["$paused_at", "$due_at"]},
+                        },
+                    ]
+                }
+            )
+        if after is not None:
+            at, promise_id = iso(after[0]), after[1]
+            # The plain bound keeps the index scan bounded; the $or breaks the tie by id.
+            due["$gte"] = max(at, due.get("$gte", at))
+            clauses.append(
+                {"$or": [{"due_at": {"$gt": at}}, {"due_at": at, "_id": {"$gt": promise_id}}]}
+            )
+        if due:
+            query["due_at"] = due
+        if clauses:
+            query["$and"] = clauses
+        return await self._find(query, [("due_at", ASCENDING), ("_id", ASCENDING)], limit)
+
+    async def of_contact(self, contact_id: str) -> Sequence[Promise]:
+        return await self._find({"contact_id": contact_id})
+
+    async def open_of_kind(self, contact_id: str, kind: PromiseKind) -> Sequence[Promise]:
+        return await self._find(
+            {
+                "contact_id": contact_id,
+                "kind": kind.value,
+                "status": {"$in": [Status.OPEN.value, Status.WAITING_ON_CUSTOMER.value]},
+            }
+        )
+
+    async def made_between(self, start: datetime | None, end: datetime | None) -> Sequence[Promise]:
+        created: db.Document = {}
+        if start is not None:
+            created["$gte"] = iso(start)
+        if end is not None:
+            created["$lt"] = iso(end)
+        return await self._find({"created_at": created} if created else {})
+
+    async def profile(self, contact_id: str) -> ContactPreferences | None:
+        doc = await self._profiles.find_one({"_id": contact_id})
+        return profile_from(doc) if doc else None
+
+    async def deliveries(
+        self, promise_id: str, owner_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[ReminderDelivery]:
+        if limit <= 0:
+            return []
+        query: db.Document = {}
+        for key, value in (("promise_id", promise_id), ("owner_id", owner_id)):
+            if value:
+                query[key] = value
+        if before is not None:
+            at, reminder_id = iso(before[0]), before[1]
+            query["scheduled_at"] = {"$lte": at}
+            query["$or"] = [
+                {"scheduled_at": {"$lt": at}},
+                {"scheduled_at": at, "_id": {"$lt": reminder_id}},
+            ]
+        rows = (
+            await self._reminders.find(query, {"doc": 1})
+            .sort([("scheduled_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+            .to_list()
+        )
+        return [delivery_from(r["doc"]) for r in rows]
+
+    # --- the scheduler's claim ------------------------------------------------------------------
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Claim]:
+        """Each due reminder is leased by one atomic find-and-modify that re-checks that it is
+        still due: a reminder another replica leased in between no longer matches and is
+        skipped, so no two replicas ever hold the same lease."""
+        token = new_id()
+        lease = iso(lease_until)
+        claims: builtins.list[Claim] = []
+        tried: set[str] = set()  # a lease that ends before `now` would match again
+        for _ in range(_CLAIM_ROUNDS):
+            wanted = limit - len(claims)
+            if wanted <= 0:
+                break
+            rows = (
+                await self._reminders.find(due_query(now), {"_id": 1})
+                .sort("next_attempt_at", ASCENDING)
+                .limit(wanted)
+                .to_list()
+            )
+            candidates = [str(r["_id"]) for r in rows if str(r["_id"]) not in tried]
+            if not candidates:
+                break
+            tried.update(candidates)
+            won: builtins.list[Claim | None] = []
+            for i in range(0, len(candidates), _CLAIMS_IN_FLIGHT):
+                chunk = candidates[i : i + _CLAIMS_IN_FLIGHT]
+                won.extend(
+                    await asyncio.gather(*(self._claim_one(r, now, lease, token) for r in chunk))
+                )
+            claims.extend(c for c in won if c is not None)
+            if all(c is not None for c in won):
+                break  # nothing was lost to another replica: what is left is not due
+        return claims
+
+    async def _claim_one(
+        self, reminder_id: str, due: datetime, lease: str, token: str
+    ) -> Claim | None:
+        row = await self._reminders.find_one_and_update(
+            {"_id": reminder_id, **due_query(due)},
+            {"$set": {"next_attempt_at": lease, "lease_token": token}},
+            projection={"doc": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Claim(delivery_from(row["doc"]), token) if row else None
+
+    # --- the one write path ------------------------------------------------------------------
+
+    async def commit(self, change: Change) -> None:
+        # Encoded before the transaction: a retried attempt must write the very same events.
+        events = [self._encode(e) for e in change.events]
+        now = self._clock.now()
+
+        async def write(session: db.Session) -> None:
+            if change.handled is not None:
+                consumer, event_id = change.handled
+                if not await db.inbox_claim(self._db, session, consumer, event_id, now):
+                    raise AlreadyHandledError(event_id)
+            if change.idempotency is not None:
+                k = change.idempotency
+                if not await db.remember_idempotent(
+                    self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
+                ):
+                    raise DuplicateRequestError(k.request_id)
+            for claim in change.completed:
+                await self._complete(session, claim)
+            for promise, expected in change.saves:
+                await self._save(session, promise, expected)
+            for promise_id, planned in change.replans.items():
+                await self._reminders.delete_many(
+                    {"promise_id": promise_id, "outcome": Outcome.PENDING.value}, session=session
+                )
+                await self._insert(session, planned)
+            await self._insert(session, change.added)
+            for profile in change.profiles:
+                await self._profiles.replace_one(
+                    {"_id": profile.contact_id}, profile_doc(profile), upsert=True, session=session
+                )
+            if change.forgotten_profiles:
+                await self._profiles.delete_many(
+                    {"_id": {"$in": builtins.list(change.forgotten_profiles)}}, session=session
+                )
+            await db.append_outbox(self._db, session, events)
+
+        await db.run_transaction(self._client, write)
+
+    async def _complete(self, session: db.Session, claim: Claim) -> None:
+        r = claim.delivery
+        update: db.Document = {
+            "$set": {"doc": delivery_doc(r), "outcome": r.outcome.value},
+            "$unset": {"lease_token": ""},
+        }
+        if r.next_attempt_at is not None:
+            update["$set"]["next_attempt_at"] = iso(r.next_attempt_at)
+        else:
+            update["$unset"]["next_attempt_at"] = ""
+        result = await self._reminders.update_one(
+            {"_id": r.id, "lease_token": claim.token}, update, session=session
+        )
+        if result.matched_count != 1:
+            raise LeaseLostError(r.id)
+
+    async def _insert(self, session: db.Session, planned: Sequence[ReminderDelivery]) -> None:
+        if planned:
+            await self._reminders.insert_many(
+                [_reminder_row(r) for r in planned], ordered=True, session=session
+            )
+
+    async def _save(self, session: db.Session, p: Promise, expected: int) -> None:
+        doc = promise_doc(p)
+        if expected == 0:
+            inserted = await self._promises.update_one(
+                {"_id": p.id}, {"$setOnInsert": doc}, upsert=True, session=session
+            )
+            if inserted.upserted_id is None:
+                raise VersionConflictError(p.id)  # the id exists already
+            return
+        replaced = await self._promises.replace_one(
+            {"_id": p.id, "version": expected}, doc, session=session
+        )
+        if replaced.matched_count != 1:
+            raise VersionConflictError(p.id)

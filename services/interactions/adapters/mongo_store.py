@@ -1,0 +1,208 @@
+"""The production store: MongoDB through PyMongo's async API, one document per interaction.
+
+Each interaction is its shared document (`documents.to_document`) under `_id` = interaction id,
+plus the keys the queries need: `occurred_us`, the occurrence as integer microseconds since the
+epoch (exact, and ordered as the instants are whatever offset the ISO text carries, as in
+SQLite), and `erased`. The contacts read model is a collection of its own keyed by contact id.
+Writes run in one multi-document transaction, which needs a replica set (see `promesa.mongo`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from interactions.adapters.documents import from_document, to_document
+from interactions.domain.events import InteractionEvent
+from interactions.domain.model import Interaction, KnownContact
+from interactions.ports import (
+    AlreadyHandledError,
+    Change,
+    ContactGoneError,
+    DuplicateRequestError,
+    TimelineFilter,
+    VersionConflictError,
+)
+from promesa import mongo as db
+from promesa.mongo_store import MongoStore
+
+INTERACTIONS = "interactions"
+KNOWN_CONTACTS = "known_contacts"
+
+INDEXES: dict[str, list[IndexModel]] = {
+    INTERACTIONS: [
+        # A timeline page is a bounded walk of this index, newest first, with no sort stage.
+        IndexModel(
+            [("contact_id", ASCENDING), ("occurred_us", DESCENDING), ("_id", DESCENDING)],
+            name="interactions_timeline",
+        ),
+        IndexModel(
+            [("contact_id", ASCENDING)],
+            name="interactions_unerased",
+            partialFilterExpression={"erased": False},
+        ),
+    ],
+    # `_id` is the contact id.
+    KNOWN_CONTACTS: [],
+}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """The sort key of an instant, as the SQLite store keeps it."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _known_from(doc: db.Document) -> KnownContact:
+    erased_at = doc.get("erased_at")
+    return KnownContact(
+        str(doc["_id"]),
+        merged_into_id=doc.get("merged_into_id", ""),
+        erased_at=datetime.fromisoformat(erased_at) if erased_at else None,
+    )
+
+
+def timeline_query(
+    f: TimelineFilter, after: tuple[datetime, str] | None
+) -> tuple[db.Document, list[tuple[str, int]]]:
+    """The filter and sort of a timeline page: a bounded walk of `interactions_timeline`."""
+    query: db.Document = {"contact_id": f.contact_id}
+    for key, value in (("type", f.type), ("channel", f.channel), ("agent_id", f.agent_id)):
+        if value:
+            query[key] = str(value)
+    occurred: db.Document = {}
+    if f.occurred_after is not None:
+        occurred["$gte"] = micros(f.occurred_after)
+    if f.occurred_before is not None:
+        occurred["$lt"] = micros(f.occurred_before)
+    if after is not None:
+        at, interaction_id = micros(after[0]), after[1]
+        # The plain bound keeps the index scan bounded; the $or breaks the tie by id.
+        occurred["$lte"] = at
+        query["$or"] = [
+            {"occurred_us": {"$lt": at}},
+            {"occurred_us": at, "_id": {"$lt": interaction_id}},
+        ]
+    if occurred:
+        query["occurred_us"] = occurred
+    return query, [("occurred_us", DESCENDING), ("_id", DESCENDING)]
+
+
+class MongoInteractionStore(MongoStore[InteractionEvent]):
+    APP_NAME = "promesa-interactions"
+    INDEXES = INDEXES
+
+    def _collections(self, database: db.Database) -> None:
+        self._interactions = database[INTERACTIONS]
+        self._contacts = database[KNOWN_CONTACTS]
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get(self, interaction_id: str) -> Interaction | None:
+        doc = await self._interactions.find_one({"_id": interaction_id})
+        return from_document(doc) if doc else None
+
+    async def timeline(
+        self, f: TimelineFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[Interaction]:
+        query, sort = timeline_query(f, after)
+        return await self._find(query, sort, limit)
+
+    async def of_contact(
+        self, contact_id: str, limit: int, *, unerased_only: bool = False
+    ) -> Sequence[Interaction]:
+        query: db.Document = {"contact_id": contact_id}
+        if unerased_only:
+            query["erased"] = False
+        return await self._find(query, [], limit)
+
+    async def contact(self, contact_id: str) -> KnownContact | None:
+        doc = await self._contacts.find_one({"_id": contact_id})
+        return _known_from(doc) if doc else None
+
+    async def _find(
+        self, query: db.Document, sort: Sequence[tuple[str, int]], limit: int
+    ) -> list[Interaction]:
+        if limit <= 0:
+            return []
+        cursor = self._interactions.find(query)
+        if sort:
+            cursor = cursor.sort(list(sort))
+        docs = await cursor.limit(limit).to_list()
+        return [from_document(d) for d in docs]
+
+    # --- the one write path ------------------------------------------------------------------
+
+    async def commit(self, change: Change) -> None:
+        # Encoded before the transaction: a retried attempt must write the very same events.
+        events = [self._encode(e) for e in change.events]
+        now = self._clock.now()
+
+        async def write(session: db.Session) -> None:
+            if change.handled is not None:
+                consumer, event_id = change.handled
+                if not await db.inbox_claim(self._db, session, consumer, event_id, now):
+                    raise AlreadyHandledError(event_id)
+            if change.idempotency is not None:
+                k = change.idempotency
+                if not await db.remember_idempotent(
+                    self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
+                ):
+                    raise DuplicateRequestError(k.request_id)
+            if change.live_contact:
+                await self._require_live(session, change.live_contact)
+            for c in change.contacts:
+                await self._contacts.update_one(
+                    {"_id": c.id},
+                    {
+                        "$set": {
+                            "merged_into_id": c.merged_into_id,
+                            "erased_at": c.erased_at.isoformat() if c.erased_at else None,
+                        }
+                    },
+                    upsert=True,
+                    session=session,
+                )
+            for interaction, expected in change.saves:
+                await self._save(session, interaction, expected)
+            await db.append_outbox(self._db, session, events)
+
+        await db.run_transaction(self._client, write)
+
+    async def _require_live(self, session: db.Session, contact_id: str) -> None:
+        """A write, not a read: under snapshot isolation a read would not conflict with an
+        erasure or merge committed meanwhile, and the touch could land behind the cascade.
+        Writing the contact's row makes the two transactions conflict, so one of them retries
+        and sees the other."""
+        result = await self._contacts.update_one(
+            {"_id": contact_id, "merged_into_id": "", "erased_at": None},
+            {"$inc": {"touches": 1}},
+            session=session,
+        )
+        if result.matched_count != 1:
+            raise ContactGoneError(contact_id)
+
+    async def _save(self, session: db.Session, i: Interaction, expected: int) -> None:
+        doc: dict[str, Any] = {
+            **to_document(i),
+            "occurred_us": micros(i.details.occurred_at),
+            "erased": i.erased_at is not None,
+        }
+        if expected == 0:
+            inserted = await self._interactions.update_one(
+                {"_id": i.id}, {"$setOnInsert": doc}, upsert=True, session=session
+            )
+            if inserted.upserted_id is None:
+                raise VersionConflictError(i.id)  # the id exists already
+            return
+        replaced = await self._interactions.replace_one(
+            {"_id": i.id, "version": expected}, doc, session=session
+        )
+        if replaced.matched_count != 1:
+            raise VersionConflictError(i.id)

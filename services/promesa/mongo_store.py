@@ -1,0 +1,87 @@
+"""A base for a service's MongoDB store: opening and preparing the database, and the outbox,
+idempotency and dead-letter methods the relay and consumers use, the same for every service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+from promesa import mongo as db
+from promesa.clock import Clock
+from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.storage import IdempotencyKey
+
+E = TypeVar("E")
+
+
+class MongoStore(Generic[E]):
+    """Subclasses name their collections' indexes and set up their collection handles in
+    `_collections`; every write runs in `promesa.mongo.run_transaction`."""
+
+    APP_NAME: ClassVar[str]
+    INDEXES: ClassVar[Mapping[str, Sequence[Any]]]
+
+    def __init__(
+        self,
+        client: db.Client,
+        database: db.Database,
+        encode: Callable[[E], OutgoingEvent],
+        clock: Clock,
+    ) -> None:
+        """Use `open`, which also checks the server and creates the collections."""
+        self._client = client
+        self._db = database
+        self._encode = encode
+        self._clock = clock
+        self._collections(database)
+
+    def _collections(self, database: db.Database) -> None:
+        """Binds the subclass's collection handles."""
+
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        database: str,
+        encode: Callable[[E], OutgoingEvent],
+        clock: Clock,
+        *,
+        server_selection_timeout_ms: int = db.DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    ) -> Self:
+        """Connects to a replica set, creating collections and indexes that are missing."""
+        client, database_ = await db.open_database(
+            uri,
+            database,
+            app_name=cls.APP_NAME,
+            server_selection_timeout_ms=server_selection_timeout_ms,
+        )
+        try:
+            await db.ensure_collections(database_, cls.INDEXES)
+        except BaseException:
+            await client.close()
+            raise
+        return cls(client, database_, encode, clock)
+
+    async def find_request(self, request_id: str) -> IdempotencyKey | None:
+        row = await db.find_request(self._db, request_id)
+        if row is None:
+            return None
+        return IdempotencyKey(request_id, row["operation"], row["fingerprint"], row["resource_id"])
+
+    async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
+        return await db.pending_outbox(self._db, limit)
+
+    async def mark_events_sent(self, seqs: Sequence[int]) -> None:
+        await db.delete_outbox(self._db, seqs)
+
+    async def outbox_backlog(self) -> int:
+        return await db.outbox_backlog(self._db)
+
+    async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
+        await db.record_dead_letter(self._db, consumer, event, error, self._clock.now())
+
+    async def dead_letters(self) -> list[dict[str, object]]:
+        return await db.dead_letters(self._db)
+
+    async def close(self) -> None:
+        await self._client.close()
