@@ -6,13 +6,16 @@ from collections.abc import Sequence
 
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
 from followup.adapters import event_codec
+from followup.adapters.contacts_client import GrpcContactDirectory
+from followup.adapters.notice_channels import EmailNoticeChannel
 from followup.adapters.notifiers import EmailNotifier, WebhookNotifier
 from followup.adapters.reminder_feed import NatsReminderFeed
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.domain.reminders import ReminderPolicy
 from followup.entrypoints import contacts_consumer, interactions_consumer
 from followup.entrypoints.grpc_api import SERVICE_NAME, FollowupServicer
-from followup.ports import Notifier
+from followup.noticing import CustomerNotifier
+from followup.ports import NoticeChannel, Notifier, PromiseStore
 from followup.reminding import NATS, ReminderScheduler
 from followup.settings import FollowupSettings
 from followup.usecases import PromiseLedger
@@ -40,6 +43,27 @@ def notifiers_for(settings: FollowupSettings) -> list[Notifier]:
     return found
 
 
+def notice_channels_for(settings: FollowupSettings) -> list[NoticeChannel]:
+    """Channels a customer notice can go out on: email once SMTP is set up; others have no
+    gateway yet, so a contact who consented only to those is recorded as not reachable."""
+    return [EmailNoticeChannel(settings.smtp)] if settings.smtp is not None else []
+
+
+async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
+    """The adapter CRM_STORE names; each one implements the same port."""
+    common = settings.common
+    if common.store == "mongodb":
+        from followup.adapters.mongo_store import MongoPromiseStore
+
+        store: PromiseStore = await MongoPromiseStore.open(
+            common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
+        )
+        return store
+    return SqlitePromiseStore(
+        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    )
+
+
 async def build(
     settings: FollowupSettings,
     clock: Clock | None = None,
@@ -52,7 +76,7 @@ async def build(
     common = settings.common
     bus = EventBus(common.nats_url, name="followup")
     await bus.connect()
-    store = SqlitePromiseStore(common.sqlite_path, event_codec.encode, clock)
+    store = await open_store(settings, clock)
     relay = OutboxRelay(store, bus, service="followup", batch_size=common.relay_batch_size)
     notifiers = [*notifiers_for(settings), *extra_notifiers]
     policy = ReminderPolicy(
@@ -70,13 +94,23 @@ async def build(
         max_handoffs=settings.max_handoffs,
         complaint_resolution=settings.complaint_resolution,
         win_back_within=settings.win_back_within,
+        notify_when_made=settings.customer_notices,
         on_commit=relay.notify,
+    )
+    contacts = GrpcContactDirectory(settings.contacts_address, settings.service_token)
+    customer_notifier = CustomerNotifier(
+        store,
+        clock,
+        contacts=contacts,
+        channels=notice_channels_for(settings),
+        policy=policy,
     )
     scheduler = ReminderScheduler(
         store,
         clock,
         policy=policy,
         notifiers=notifiers,
+        notices=customer_notifier,
         lease=settings.reminder_lease,
         batch=settings.reminder_batch,
         on_commit=relay.notify,
@@ -113,6 +147,12 @@ async def build(
         Periodic("reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds),
     ]
     servicer = FollowupServicer(ledger, clock, NatsReminderFeed(bus))
+
+    async def close() -> None:
+        """Last in the shutdown sequence: the scheduler has stopped asking for contacts."""
+        await contacts.close()
+        await store.close()
+
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register=lambda server: followup_grpc.add_FollowupServiceServicer_to_server(
@@ -121,7 +161,12 @@ async def build(
         relay=relay,
         stream=FOLLOWUP_STREAM,
         workers=workers,
-        close_store=store.close,
-        extra={"ledger": ledger, "store": store, "scheduler": scheduler},
+        close_store=close,
+        extra={
+            "ledger": ledger,
+            "store": store,
+            "scheduler": scheduler,
+            "customer_notifier": customer_notifier,
+        },
     )
     return Runtime(common, bus, parts)

@@ -1,4 +1,5 @@
-"""The narrow storage port of the follow-up service; the SQLite adapter implements it."""
+"""The ports of the follow-up service: its narrow storage port (SQLite and MongoDB adapters),
+the owner-facing notifiers, and what customer notices need (the contacts service, a channel)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from followup.domain.contacts import ContactPreferences
+from followup.domain.contacts import ContactCard, ContactPreferences
 from followup.domain.events import PromiseEvent
-from followup.domain.model import Promise, PromiseKind, Status
+from followup.domain.model import Channel, Promise, PromiseKind, Status
+from followup.domain.notices import NoticeMessage
 from followup.domain.reminders import ReminderDelivery
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
@@ -43,7 +45,9 @@ class Change:
     """Everything one use case writes, committed atomically with its events.
 
     `saves` pairs each promise with the version it replaces (0 for a new promise).
-    `replans` replaces the not-yet-attempted reminders of a promise with a new schedule.
+    `replans` replaces the PENDING reminders of a promise with a new schedule; customer
+    notices wait as QUEUED and are not part of it, so a replan leaves them alone.
+    `added` inserts deliveries besides (an escalation's next round, a customer notice).
     `completed` updates claimed reminders, refused unless their claim token still holds.
     """
 
@@ -116,3 +120,27 @@ class Notifier(Protocol):
     name: str
 
     async def send(self, delivery: ReminderDelivery, promise: Promise, discreet: bool) -> None: ...
+
+
+class ContactsUnavailableError(Exception):
+    """The contacts service could not answer (down, overloaded, refused our token): retry later."""
+
+
+class ContactDirectory(Protocol):
+    """The contacts service, asked at the moment a notice is sent: events carry no addresses."""
+
+    async def card(self, contact_id: str) -> ContactCard | None:
+        """The contact (followed to the survivor of a merge), a card with `erased` set for an
+        erased one, or None when there is no such contact. Raises ContactsUnavailableError."""
+        ...
+
+
+class NoticeChannel(Protocol):
+    """Delivers a customer notice on one channel (email); raises when it could not, with a
+    message that names no address (it is recorded with the attempt). Separate from `Notifier`:
+    owner reminders and customer notices share no template and no channel."""
+
+    name: str
+    channel: Channel
+
+    async def send(self, notice_id: str, message: NoticeMessage, address: str) -> None: ...

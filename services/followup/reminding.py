@@ -5,6 +5,9 @@ its delivery record, its NATS message (through the outbox) and the promise's ove
 escalation entry are committed together, only while the claim still holds. Webhook and email
 are called before that commit; if a replica dies in between, the reminder is delivered again by
 the replica that takes the lease over, with the same reminder id as idempotency key.
+
+Customer notices are claimed, leased and recorded the same way; `noticing.CustomerNotifier`
+decides and sends them (customer templates and channels, never the owner's notifiers).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import structlog
 from followup.domain import lifecycle
 from followup.domain.events import PromiseEvent, ReminderDue, ReminderSent
 from followup.domain.model import Promise, Status
+from followup.domain.notices import dropped
 from followup.domain.reminders import (
     DeliveryAttempt,
     ReminderDelivery,
@@ -25,6 +29,7 @@ from followup.domain.reminders import (
     ReminderPolicy,
     delivery,
 )
+from followup.noticing import CustomerNotifier
 from followup.ports import Change, Claim, LeaseLostError, Notifier, PromiseStore
 from promesa.clock import Clock
 from promesa.ids import new_id
@@ -43,6 +48,7 @@ class ReminderScheduler:
         *,
         policy: ReminderPolicy,
         notifiers: Sequence[Notifier] = (),
+        notices: CustomerNotifier | None = None,
         lease: timedelta = timedelta(seconds=60),
         batch: int = 200,
         concurrency: int = 32,
@@ -52,6 +58,7 @@ class ReminderScheduler:
         self._clock = clock
         self._policy = policy
         self._notifiers = {n.name: n for n in notifiers}
+        self._notices = notices
         self._lease = lease
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
@@ -84,6 +91,8 @@ class ReminderScheduler:
     async def _deliver(self, claim: Claim, promise: Promise | None) -> bool:
         r = claim.delivery
         with structlog.contextvars.bound_contextvars(reminder_id=r.id, promise_id=r.promise_id):
+            if r.kind is ReminderKind.CUSTOMER_NOTICE:
+                return await self._notice(claim, promise)
             if promise is None:
                 return await self._complete(claim, self._gone(r), None, [])
             discreet = await self._discreet(promise.contact_id)
@@ -100,6 +109,15 @@ class ReminderScheduler:
             if not updated.announced and updated.next_attempt_at is None:
                 log.error("reminder_failed", attempts=len(updated.attempts))
             return await self._complete(claim, updated, promise, events)
+
+    async def _notice(self, claim: Claim, promise: Promise | None) -> bool:
+        if self._notices is None:
+            return await self._complete(
+                claim, dropped(claim.delivery, "customer notices are not set up"), None, []
+            )
+        async with self._limit:
+            updated, events = await self._notices.handle(claim.delivery, promise)
+        return await self._complete(claim, updated, None, events)
 
     async def _attempt(
         self, r: ReminderDelivery, promise: Promise, discreet: bool

@@ -1,4 +1,5 @@
-"""Settings of the follow-up service: the shared ones plus promise policy, reminders, notifiers."""
+"""Settings of the follow-up service: the shared ones plus promise policy, reminders, notifiers
+and customer notices."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class SmtpSettings:
     port: int
     sender: str
     to_template: str  # e.g. "{recipient}@example.com"
+    customer_sender: str = ""  # From of customer notices; `sender` when empty
+    username: str = ""
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class FollowupSettings:
     reminder_retry_base: timedelta
     webhook: WebhookSettings | None
     smtp: SmtpSettings | None
+    customer_notices: bool = False  # tell the customer when a promise is made
+    contacts_address: str = "127.0.0.1:50051"
+    service_token: str = field(default="", repr=False)
 
     def supervisor_of(self, team: str) -> str:
         """The team's supervisor; `*` in CRM_TEAM_SUPERVISORS names the one for other teams."""
@@ -53,6 +60,15 @@ class FollowupSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> FollowupSettings:
         env = env or Env()
+        smtp = _smtp(env)
+        token = env.text("CRM_SERVICE_TOKEN", "")
+        if smtp is not None and not token:
+            # Renegotiated due dates are always told to the customer, by email once SMTP is
+            # on, and the address is asked of the contacts service with this token.
+            raise ConfigError(
+                "CRM_SERVICE_TOKEN is required with CRM_SMTP_HOST: customer notices ask the"
+                " contacts service for the address with it (a token of role service there)"
+            )
         return cls(
             common=CommonSettings.from_env(
                 "followup", grpc_port=GRPC_PORT, metrics_port=METRICS_PORT, env=env
@@ -81,7 +97,10 @@ class FollowupSettings:
                 seconds=env.number("CRM_REMINDER_RETRY_SECONDS", 30.0, minimum=0.01)
             ),
             webhook=_webhook(env),
-            smtp=_smtp(env),
+            smtp=smtp,
+            customer_notices=env.flag("CRM_CUSTOMER_NOTICES", False),
+            contacts_address=_address(env.text("CRM_CONTACTS_ADDRESS", "127.0.0.1:50051")),
+            service_token=token,
         )
 
 
@@ -105,9 +124,9 @@ def _webhook(env: Env) -> WebhookSettings | None:
         return None
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"CRM_WEBHOOK_URL={url!r} is not an http(s) URL")
-    secret = env.text("CRM_WEBHOOK_SECRET", "")
+    secret = env.text("CRM_WEBHOOK_SIGNING_KEY", "")
     if not secret:
-        raise ConfigError("CRM_WEBHOOK_SECRET is required with CRM_WEBHOOK_URL (HMAC-SHA256)")
+        raise ConfigError("CRM_WEBHOOK_SIGNING_KEY is required with CRM_WEBHOOK_URL (HMAC-SHA256)")
     return WebhookSettings(
         url=url,
         secret=secret,
@@ -126,9 +145,25 @@ def _smtp(env: Env) -> SmtpSettings | None:
         raise ConfigError(
             f"CRM_SMTP_TO={template!r} must contain {{recipient}}, e.g. {{recipient}}@example.com"
         )
+    username = env.text("CRM_SMTP_USERNAME", "")
+    password = env.text("CRM_SMTP_PASSWORD", "")
+    if bool(username) != bool(password):
+        raise ConfigError("CRM_SMTP_USERNAME and CRM_SMTP_PASSWORD go together")
+    sender = env.text("CRM_SMTP_FROM", "promesa@localhost")
     return SmtpSettings(
         host=host,
         port=env.integer("CRM_SMTP_PORT", 25, minimum=1, maximum=65535),
-        sender=env.text("CRM_SMTP_FROM", "promesa@localhost"),
+        sender=sender,
         to_template=template,
+        customer_sender=env.text("CRM_NOTICE_FROM", sender),
+        username=username,
+        password=password,
     )
+
+
+def _address(value: str) -> str:
+    """`host:port` of a gRPC server, as CRM_CONTACTS_ADDRESS names the contacts service."""
+    host, sep, port = value.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"CRM_CONTACTS_ADDRESS={value!r} is not host:port")
+    return value

@@ -9,11 +9,18 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from followup.domain import lifecycle
+from followup.domain import lifecycle, notices
 from followup.domain.contacts import ContactPreferences
 from followup.domain.events import SYSTEM, PromiseMade
 from followup.domain.model import Channel, Evidence, Priority, Promise, PromiseKind, Status
-from followup.domain.reminders import ReminderDelivery, ReminderKind, ReminderPolicy, delivery, plan
+from followup.domain.reminders import (
+    NoticeReason,
+    ReminderDelivery,
+    ReminderKind,
+    ReminderPolicy,
+    delivery,
+    plan,
+)
 from followup.domain.stats import Grouping, PromiseStats, compute
 from followup.ports import Change, PromiseFilter, PromiseStore
 from promesa import pagination
@@ -109,8 +116,11 @@ class PromiseLedger:
         max_handoffs: int = 2,
         complaint_resolution: timedelta = timedelta(hours=48),
         win_back_within: timedelta = timedelta(days=7),
+        notify_when_made: bool = False,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
+        """`notify_when_made` (CRM_CUSTOMER_NOTICES) also tells the customer when a promise is
+        made; a due date renegotiated with the customer's agreement is told to them always."""
         self._store = store
         self._clock = clock
         self._policy = policy
@@ -118,6 +128,7 @@ class PromiseLedger:
         self._max_handoffs = max_handoffs
         self._complaint_resolution = complaint_resolution
         self._win_back_within = win_back_within
+        self._notify_when_made = notify_when_made
         self._on_commit = on_commit
 
     async def _commit(self, change: Change) -> None:
@@ -127,6 +138,15 @@ class PromiseLedger:
 
     def _plan(self, p: Promise, now: datetime) -> list[ReminderDelivery]:
         return plan(p, now, self._policy, self._supervisor_of(p.team), new_id)
+
+    def _made(self, change: Change, p: Promise, actor: str, now: datetime) -> None:
+        """A new promise: saved, announced, its reminders planned and, when customer notices
+        are on, the customer told that it is in hand."""
+        change.saves.append((p, 0))
+        change.events.append(PromiseMade(p, actor, now))
+        change.replans[p.id] = self._plan(p, now)
+        if self._notify_when_made and notices.told_when_made(p):
+            change.added.append(notices.schedule(p, NoticeReason.PROMISE_MADE, now, new_id()))
 
     # --- commands from callers -------------------------------------------------------------
 
@@ -152,12 +172,8 @@ class PromiseLedger:
                 return replayed
         promise = self._new(new_id(), draft, who.subject, now)
         key = IdempotencyKey(request_id, "create", digest, promise.id) if request_id else None
-        change = Change(
-            saves=[(promise, 0)],
-            events=[PromiseMade(promise, who.subject, now)],
-            replans={promise.id: self._plan(promise, now)},
-            idempotency=key,
-        )
+        change = Change(idempotency=key)
+        self._made(change, promise, who.subject, now)
         try:
             await self._commit(change)
         except DuplicateRequestError:
@@ -243,6 +259,7 @@ class PromiseLedger:
             lambda p, at: lifecycle.renegotiate(
                 p, new_due, reason, customer_agreed, who.subject, at
             ),
+            notice=NoticeReason.DUE_DATE_RENEGOTIATED,  # the customer hears the new date
         )
 
     async def pause(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -292,6 +309,8 @@ class PromiseLedger:
         current: Promise,
         etag: str,
         step: Callable[[Promise, datetime], lifecycle.Result],
+        *,
+        notice: NoticeReason | None = None,
     ) -> Promise:
         if etag and etag != current.etag:
             raise StaleEtagError("promise", current.id)
@@ -313,6 +332,8 @@ class PromiseLedger:
         change = Change(
             saves=[(updated, current.version)], events=events, replans={updated.id: planned}
         )
+        if notice is not None:
+            change.added.append(notices.schedule(updated, notice, now, new_id()))
         try:
             await self._commit(change)
         except VersionConflictError:
@@ -412,10 +433,7 @@ class PromiseLedger:
         for promise_id, draft in drafts:
             if promise_id in known:
                 continue
-            promise = self._new(promise_id, draft, actor, now)
-            change.saves.append((promise, 0))
-            change.events.append(PromiseMade(promise, actor, now))
-            change.replans[promise.id] = self._plan(promise, now)
+            self._made(change, self._new(promise_id, draft, actor, now), actor, now)
         return await self._commit_reaction(change)
 
     async def win_back(
@@ -435,10 +453,9 @@ class PromiseLedger:
                 due_at=now + self._win_back_within,
                 team=team,
             )
-            promise = self._new(derived_id(event_id, "win-back"), draft, SYSTEM, now)
-            change.saves.append((promise, 0))
-            change.events.append(PromiseMade(promise, SYSTEM, now))
-            change.replans[promise.id] = self._plan(promise, now)
+            self._made(
+                change, self._new(derived_id(event_id, "win-back"), draft, SYSTEM, now), SYSTEM, now
+            )
         elif not owner:
             log.warning("win_back_without_owner", contact_id=contact_id, team=team)
         return await self._commit_reaction(change)

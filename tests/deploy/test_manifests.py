@@ -51,6 +51,7 @@ SECRETS = {
         "webhook-signing-key",
         "smtp-username",
         "smtp-password",
+        "service-token",
     },
     "mongodb-admin": {"username", "password", "keyfile"},
 }
@@ -577,12 +578,14 @@ EXPECTED_INGRESS = {
     *((service, "nats", "TCP/4222") for service in SERVICES),
     ("nats", "nats", "TCP/6222"),
     *((peer, "mongodb", "TCP/27017") for peer in (*SERVICES, "mongodb-init", "mongodb")),
+    ("followup", "contacts", "TCP/50051"),
 }
 EXPECTED_EGRESS = {
     *((app, "kube-dns", f"{protocol}/53") for app in _APPS for protocol in ("UDP", "TCP")),
     *((service, "nats", "TCP/4222") for service in SERVICES),
     *((service, "mongodb", "TCP/27017") for service in SERVICES),
     *(("followup", "internet", f"TCP/{port}") for port in (443, 465, 587)),
+    ("followup", "contacts", "TCP/50051"),
     ("nats", "nats", "TCP/6222"),
     ("mongodb", "mongodb", "TCP/27017"),
     ("mongodb-init", "mongodb", "TCP/27017"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from aiosmtpd.controller import Controller
 
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
@@ -24,7 +26,7 @@ from followup.settings import FollowupSettings
 from followup.usecases import PromiseLedger
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer
+from promesa.natsserver import NatsServer, free_port
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env
@@ -84,6 +86,27 @@ class RunningFollowup:
         await self.channel.close(None)
         await self.bus.close()
         await self.runtime.stop()
+
+
+class Mailbox:
+    """An SMTP server's inbox (aiosmtpd handler): every message with its envelope recipients."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode()))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
 
 
 def followup_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from followup.domain import lifecycle
-from followup.domain.contacts import ContactPreferences, QuietHours, customer_notice
+from followup.domain import lifecycle, notices
+from followup.domain.contacts import ContactPreferences, QuietHours
 from followup.domain.events import PromiseKept, PromiseOverdue
 from followup.domain.model import Channel, Evidence, Promise, PromiseKind, Status
-from followup.domain.reminders import ReminderKind, ReminderPolicy, plan
+from followup.domain.reminders import (
+    DeliveryAttempt,
+    NoticeReason,
+    NoticeTemplate,
+    Outcome,
+    ReminderKind,
+    ReminderPolicy,
+    plan,
+)
 from followup.domain.stats import Grouping, compute
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -96,19 +105,64 @@ def test_customer_notices_honour_consent_quiet_hours_and_discretion() -> None:
         contact_id="c1",
         time_zone="Europe/Madrid",
         preferred_channel=Channel.PHONE,
-        consents=((Channel.EMAIL, True), (Channel.PHONE, False)),
+        consents=((Channel.EMAIL, True), (Channel.PHONE, True)),
         quiet_hours=QuietHours(22 * 60, 8 * 60),
     )
-    late_evening = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # 23:30 in Madrid
-    notice = customer_notice(madrid, "p1", T0 + 48 * HOUR, late_evening)
-    assert notice is not None
-    assert notice.channel is Channel.EMAIL  # preferred channel has no consent
-    assert notice.send_at == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)  # 08:00 in Madrid
-    assert "04 March 2026, 10:00" in notice.body  # the due time in the contact's zone
+    p = a_promise(text="Internal: supplier is late again")
+    notice = notices.schedule(p, NoticeReason.PROMISE_MADE, T0, "n1")
+    assert notice.outcome is Outcome.QUEUED and notice.recipient_id == "c1"
+    email = {Channel.EMAIL}
 
-    discreet = customer_notice(
-        ContactPreferences("c1", consents=((Channel.EMAIL, True),), discreet=True), "p1", T0, T0
+    late_evening = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # 23:30 in Madrid
+    held = notices.decide(notice, p, madrid, email, late_evening)
+    assert held == notices.Hold(datetime(2026, 3, 3, 7, 0, tzinfo=UTC))  # 08:00 in Madrid
+    assert isinstance(held, notices.Hold)
+
+    # The preferred channel (phone) has no gateway: the consented email is used instead.
+    send = notices.decide(notice, p, madrid, email, held.until)
+    assert send == notices.Send(Channel.EMAIL, NoticeTemplate.IN_HAND, p.due_at)
+    message = notices.render(send, p, madrid, "Pepa")
+    assert "Dear Pepa" in message.body
+    assert "we will call you back by Wednesday 4 March 2026 at 10:00 (Europe/Madrid)" in (
+        message.body
     )
-    assert discreet is not None and "Call back" not in discreet.body
-    assert "contact us" in discreet.body
-    assert customer_notice(ContactPreferences("c1"), "p1", T0, T0) is None
+    assert "supplier" not in message.body + message.subject  # the agent's words stay inside
+
+    discreet = replace(madrid, quiet_hours=None, discreet=True)
+    hush = notices.decide(notice, p, discreet, email, T0)
+    assert isinstance(hush, notices.Send) and hush.template is NoticeTemplate.PLEASE_CONTACT_US
+    assert notices.render(hush, p, discreet, "Pepa") == notices.PLEASE_CONTACT_US
+
+    nothing = notices.decide(notice, p, ContactPreferences("c1"), email, T0)
+    assert nothing == notices.Drop("no deliverable consented channel: no consent given")
+    phone_only = replace(madrid, consents=((Channel.PHONE, True),))
+    assert isinstance(notices.decide(notice, p, phone_only, email, T0), notices.Drop)
+
+
+def test_a_later_renegotiation_supersedes_a_queued_notice() -> None:
+    p = a_promise()
+    first = notices.schedule(p, NoticeReason.PROMISE_MADE, T0, "n1")
+    moved, _ = lifecycle.renegotiate(p, T0 + 72 * HOUR, "parts late", True, "ana", T0)
+    second = notices.schedule(moved, NoticeReason.DUE_DATE_RENEGOTIATED, T0, "n2")
+    prefs = ContactPreferences("c1", consents=((Channel.EMAIL, True),))
+
+    assert notices.decide(first, moved, prefs, {Channel.EMAIL}, T0) == notices.Drop(
+        "superseded by the notice of a later renegotiation"
+    )
+    assert notices.decide(second, moved, prefs, {Channel.EMAIL}, T0) == notices.Send(
+        Channel.EMAIL, NoticeTemplate.NEW_DUE_DATE, T0 + 72 * HOUR
+    )
+
+
+def test_a_notice_that_keeps_failing_is_retried_with_back_off_then_failed() -> None:
+    p = a_promise()
+    policy = ReminderPolicy(max_attempts=3, retry_base=timedelta(seconds=30))
+    notice = notices.schedule(p, NoticeReason.DUE_DATE_RENEGOTIATED, T0, "n1")
+    send = notices.Send(Channel.EMAIL, NoticeTemplate.NEW_DUE_DATE, p.due_at)
+    retries = []
+    for _ in range(3):
+        failure = DeliveryAttempt("customer_email", T0, False, "SMTP 451")
+        notice = notices.attempted(notice, send, failure, policy)
+        retries.append(notice.next_attempt_at)
+    assert retries == [T0 + timedelta(seconds=30), T0 + timedelta(seconds=60), None]
+    assert notice.outcome is Outcome.FAILED and len(notice.attempts) == 3

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.followup.v1 import followup_service_pb2 as followup_pb
@@ -25,8 +24,9 @@ from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.ports import Claim
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer, free_port
+from promesa.natsserver import NatsServer
 from tests.followup.conftest import (
+    Mailbox,
     RecordingNotifier,
     RunningFollowup,
     followup_env,
@@ -34,7 +34,7 @@ from tests.followup.conftest import (
     start_followup,
 )
 from tests.followup.test_events import publish
-from tests.support import bearer, events_about, eventually
+from tests.support import SERVICE_TOKEN, bearer, events_about, eventually
 
 ESCALATED = promise_pb2.HISTORY_ACTION_ESCALATED
 OVERDUE = promise_pb2.HISTORY_ACTION_OVERDUE
@@ -270,25 +270,6 @@ def hook() -> Iterator[tuple[Hook, str]]:
     server.server_close()
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], str]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode()))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
-
-
 @pytest.fixture
 async def notifying_service(
     nats_server: NatsServer,
@@ -300,11 +281,12 @@ async def notifying_service(
         nats_server,
         tmp_path,
         CRM_WEBHOOK_URL=hook[1],
-        CRM_WEBHOOK_SECRET="s3cret",
+        CRM_WEBHOOK_SIGNING_KEY="s3cret",
         CRM_WEBHOOK_BACKOFF_SECONDS="0",
         CRM_SMTP_HOST="127.0.0.1",
         CRM_SMTP_PORT=str(mailbox[1]),
         CRM_SMTP_TO="{recipient}@staff.example",
+        CRM_SERVICE_TOKEN=SERVICE_TOKEN,
     )
     svc = await start_followup(nats_server, env, ManualClock())
     yield svc

@@ -22,11 +22,12 @@ from pymongo import AsyncMongoClient
 from followup.adapters import event_codec
 from followup.adapters.mongo_store import MongoPromiseStore, due_query
 from followup.adapters.sqlite_store import SCHEMA, SqlitePromiseStore
-from followup.domain import lifecycle
+from followup.domain import lifecycle, notices
 from followup.domain.contacts import ContactPreferences
 from followup.domain.events import PromiseMade
 from followup.domain.model import Promise, PromiseKind
 from followup.domain.reminders import (
+    NoticeReason,
     ReminderDelivery,
     ReminderKind,
     ReminderPolicy,
@@ -169,6 +170,25 @@ class PromiseStoreContract(abc.ABC):
         await store.commit(Change(replans={p.id: [a_reminder(p, "r3", T0 + timedelta(hours=2))]}))
         listed = await store.deliveries(p.id, "", None, 10)
         assert [r.id for r in listed] == ["r3", "r1"]  # latest scheduled first; r2 replaced
+
+    async def test_a_replan_leaves_queued_customer_notices_and_they_read_back_equal(
+        self, store: PromiseStore
+    ) -> None:
+        p = a_promise()
+        notice = notices.schedule(p, NoticeReason.DUE_DATE_RENEGOTIATED, T0, "n1")
+        await store.commit(
+            Change(saves=[(p, 0)], replans={p.id: [a_reminder(p, "r1", T0)]}, added=[notice])
+        )
+        await store.commit(Change(replans={p.id: []}))  # e.g. the promise was paused
+        assert await store.deliveries(p.id, "", None, 10) == [notice]
+
+        [claim] = await store.claim_due(T0, T0 + timedelta(minutes=1), 10)
+        until = T0 + timedelta(hours=9)
+        held = notices.held(claim.delivery, until)
+        await store.commit(Change(completed=[replace(claim, delivery=held)]))
+        assert await store.claim_due(until - timedelta(seconds=1), until, 10) == []
+        [again] = await store.claim_due(until, until + timedelta(minutes=1), 10)
+        assert again.delivery == held
 
     async def test_a_claim_is_exclusive_until_its_lease_ends_and_only_its_holder_completes(
         self, store: PromiseStore

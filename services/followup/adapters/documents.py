@@ -1,4 +1,5 @@
-"""Promises, reminder deliveries and contact preferences as plain JSON-ready documents."""
+"""Promises, reminder deliveries (customer notices among them) and contact preferences as plain
+JSON-ready documents, shared by the SQLite and MongoDB adapters."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from followup.domain.model import (
     PromiseKind,
     Status,
 )
-from followup.domain.reminders import DeliveryAttempt, Outcome, ReminderDelivery, ReminderKind
+from followup.domain.reminders import (
+    DeliveryAttempt,
+    NoticeReason,
+    NoticeRecord,
+    NoticeTemplate,
+    Outcome,
+    ReminderDelivery,
+    ReminderKind,
+)
 
 Document = dict[str, Any]
 
@@ -133,6 +142,7 @@ def delivery_doc(r: ReminderDelivery) -> Document:
         "outcome": r.outcome.value,
         "rounds": r.rounds,
         "announced": r.announced,
+        "notice": notice_doc(r.notice) if r.notice else None,
     }
 
 
@@ -154,6 +164,31 @@ def delivery_from(d: Document) -> ReminderDelivery:
         outcome=Outcome(d["outcome"]),
         rounds=d["rounds"],
         announced=d["announced"],
+        notice=notice_from(d["notice"]) if d.get("notice") else None,  # absent before notices
+    )
+
+
+def notice_doc(n: NoticeRecord) -> Document:
+    return {
+        "reason": n.reason.value,
+        "renegotiation": n.renegotiation,
+        "channel": n.channel.value if n.channel else None,
+        "template": n.template.value if n.template else None,
+        "due_at": _ts(n.due_at),
+        "quiet_hours_end_at": _ts(n.quiet_hours_end_at),
+        "dropped_reason": n.dropped_reason,
+    }
+
+
+def notice_from(d: Document) -> NoticeRecord:
+    return NoticeRecord(
+        reason=NoticeReason(d["reason"]),
+        renegotiation=d["renegotiation"],
+        channel=Channel(d["channel"]) if d["channel"] else None,
+        template=NoticeTemplate(d["template"]) if d["template"] else None,
+        due_at=_dt(d["due_at"]),
+        quiet_hours_end_at=_dt(d["quiet_hours_end_at"]),
+        dropped_reason=d["dropped_reason"],
     )
 
 

@@ -1,5 +1,6 @@
 """Domain events of follow-up → protobuf payloads on `crm.followup.*` (no promise text, except
-in the reminder itself, which goes only to the recipient's own subject)."""
+in the reminder itself, which goes only to the recipient's own subject; a customer notice is
+announced by ids, channel and template only)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from crm.followup.v1 import events_pb2 as events_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
 from followup.domain.events import (
     SYSTEM,
+    CustomerNoticeSent,
     PromiseCancelled,
     PromiseEscalated,
     PromiseEvent,
@@ -37,6 +39,8 @@ CHANNEL = ("CHANNEL", promise_pb2.Channel)
 KIND = ("PROMISE_KIND", promise_pb2.PromiseKind)
 PRIORITY = ("PRIORITY", promise_pb2.Priority)
 REMINDER_KIND = ("REMINDER_KIND", reminder_pb2.ReminderKind)
+NOTICE_REASON = ("NOTICE_REASON", reminder_pb2.NoticeReason)
+NOTICE_TEMPLATE = ("NOTICE_TEMPLATE", reminder_pb2.NoticeTemplate)
 
 
 def reminder_subject(recipient_id: str) -> str:
@@ -163,6 +167,20 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 kind=enum_to_proto(r.kind, *REMINDER_KIND),
                 recipient_id=r.recipient_id,
                 notifiers=notifiers,
+                actor=SYSTEM,
+                occurred_at=to_timestamp(at),
+            )
+        case CustomerNoticeSent(n, contact_id, at):
+            name, about = "customer_notice_sent", n.promise_id
+            event_id = derived_id("customer_notice_sent", n.id)
+            notice = n.notice
+            message = events_pb.CustomerNoticeSent(
+                notice_id=n.id,
+                promise_id=n.promise_id,
+                contact_id=contact_id,
+                channel=enum_to_proto(notice.channel if notice else None, *CHANNEL),
+                template=enum_to_proto(notice.template if notice else None, *NOTICE_TEMPLATE),
+                reason=enum_to_proto(notice.reason if notice else None, *NOTICE_REASON),
                 actor=SYSTEM,
                 occurred_at=to_timestamp(at),
             )

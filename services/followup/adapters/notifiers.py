@@ -105,9 +105,17 @@ class EmailNotifier:
         return msg
 
     async def send(self, delivery: ReminderDelivery, promise: Promise, discreet: bool) -> None:
-        await aiosmtplib.send(
-            self.render(delivery, promise, discreet),
-            hostname=self._s.host,
-            port=self._s.port,
-            timeout=10,
-        )
+        await smtp_send(self._s, self.render(delivery, promise, discreet))
+
+
+async def smtp_send(settings: SmtpSettings, message: EmailMessage) -> None:
+    """One message through the configured server: STARTTLS when it offers it, and a login when
+    CRM_SMTP_USERNAME is set."""
+    await aiosmtplib.send(
+        message,
+        hostname=settings.host,
+        port=settings.port,
+        username=settings.username or None,
+        password=settings.password or None,
+        timeout=10,
+    )

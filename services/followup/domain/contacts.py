@@ -1,14 +1,16 @@
-"""The local read model of a contact's preferences, and the rules for telling a customer.
+"""The local read model of a contact's preferences, and the rules for reaching a customer.
 
-Customer notices are a separate template from owner reminders: they never carry the promise's
-internal text, only a due date, and only on a channel the contact consented to, outside their
-quiet hours (in their own time zone), and with no content at all when they asked for discretion.
+The read model is kept from the contacts stream (ids and preferences, no personal data); the
+address and name a notice needs are asked of the contacts service when it is sent
+(`ContactCard`). Which channel, and when, is decided here; what a notice says is in
+`domain/notices.py`.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from followup.domain.model import Channel
@@ -51,24 +53,33 @@ class ContactPreferences:
             return None
 
 
-# Written channels a notice can be sent on, in the order tried after the preferred one.
+@dataclass(frozen=True)
+class ContactCard:
+    """What the contacts service says about a contact when a notice is sent: personal data, so
+    it is used for that one message and never stored or logged (hence no repr of its fields)."""
+
+    contact_id: str
+    name: str = field(default="", repr=False)
+    emails: tuple[str, ...] = field(default=(), repr=False)
+    erased: bool = False
+
+    def address(self, channel: Channel) -> str:
+        """Where a message on this channel goes; empty when the contact has none."""
+        if channel is Channel.EMAIL and self.emails:
+            return self.emails[0]  # the preferred one comes first
+        return ""
+
+
+# Written channels a notice may go out on, in the order tried after the preferred one.
 NOTICE_CHANNELS = (Channel.EMAIL, Channel.CHAT, Channel.SOCIAL, Channel.POSTAL_MAIL, Channel.PHONE)
 
 
-@dataclass(frozen=True)
-class CustomerNotice:
-    contact_id: str
-    promise_id: str
-    channel: Channel
-    send_at: datetime
-    body: str
-
-
-def notice_channel(prefs: ContactPreferences) -> Channel | None:
-    """The preferred channel when consented to, else the first consented written channel."""
+def notice_channel(prefs: ContactPreferences, deliverable: Collection[Channel]) -> Channel | None:
+    """The preferred channel when consented to and deliverable, else the first consented
+    channel the service can deliver on; None when there is none."""
     candidates = [prefs.preferred_channel] if prefs.preferred_channel else []
     candidates += [c for c in NOTICE_CHANNELS if c not in candidates]
-    return next((c for c in candidates if prefs.consents_to(c)), None)
+    return next((c for c in candidates if c in deliverable and prefs.consents_to(c)), None)
 
 
 def outside_quiet_hours(prefs: ContactPreferences, at: datetime) -> datetime:
@@ -82,22 +93,3 @@ def outside_quiet_hours(prefs: ContactPreferences, at: datetime) -> datetime:
     if not wait:
         return at
     return (local.replace(second=0, microsecond=0) + timedelta(minutes=wait)).astimezone(UTC)
-
-
-def customer_notice(
-    prefs: ContactPreferences | None, promise_id: str, due_at: datetime, now: datetime
-) -> CustomerNotice | None:
-    """'Your request is in hand, due on …', or None when the contact gave no consent."""
-    if prefs is None:
-        return None
-    channel = notice_channel(prefs)
-    if channel is None:
-        return None
-    if prefs.discreet:
-        body = "Please contact us at your convenience."
-    else:
-        local_due = due_at.astimezone(prefs.zone() or UTC)
-        body = f"Your request is in hand; we will get back to you by {local_due:%d %B %Y, %H:%M}."
-    return CustomerNotice(
-        prefs.contact_id, promise_id, channel, outside_quiet_hours(prefs, now), body
-    )

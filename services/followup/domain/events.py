@@ -81,6 +81,15 @@ class ReminderSent:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class CustomerNoticeSent:
+    """A customer was told about a promise; the notice's record names the channel and template."""
+
+    notice: ReminderDelivery
+    contact_id: str
+    occurred_at: datetime
+
+
 PromiseEvent = (
     PromiseMade
     | PromiseReassigned
@@ -91,4 +100,5 @@ PromiseEvent = (
     | PromiseEscalated
     | ReminderDue
     | ReminderSent
+    | CustomerNoticeSent
 )

@@ -1,7 +1,9 @@
 """Reminder policy: which reminders a promise gets, to whom and when, and how a delivery stands.
 
 The schedule is recomputed from the promise whenever it changes, so a renegotiated, paused or
-reassigned promise never keeps reminders that no longer fit it.
+reassigned promise never keeps reminders that no longer fit it. Customer notices are deliveries
+too (kind CUSTOMER_NOTICE), but not part of that schedule: they wait as QUEUED, which a
+replan leaves alone (see `domain/notices.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from followup.domain.model import Promise, Status
+from followup.domain.model import Channel, Promise, Status
 
 
 class ReminderKind(enum.StrEnum):
@@ -19,12 +21,40 @@ class ReminderKind(enum.StrEnum):
     BEFORE_DUE_1H = "BEFORE_DUE_1H"
     AT_DUE = "AT_DUE"
     ESCALATION = "ESCALATION"
+    CUSTOMER_NOTICE = "CUSTOMER_NOTICE"
 
 
 class Outcome(enum.StrEnum):
-    PENDING = "PENDING"
+    PENDING = "PENDING"  # an owner reminder not sent yet: the next replan replaces it
+    QUEUED = "QUEUED"  # a customer notice not sent yet: only sending (or dropping) settles it
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
+    DROPPED = "DROPPED"  # deliberately not sent (no consent, contact erased, superseded, …)
+
+
+class NoticeReason(enum.StrEnum):
+    PROMISE_MADE = "PROMISE_MADE"
+    DUE_DATE_RENEGOTIATED = "DUE_DATE_RENEGOTIATED"
+
+
+class NoticeTemplate(enum.StrEnum):
+    IN_HAND = "IN_HAND"
+    NEW_DUE_DATE = "NEW_DUE_DATE"
+    PLEASE_CONTACT_US = "PLEASE_CONTACT_US"
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    """What a customer notice is about and, once decided, how it went out. The message itself
+    and the address are never kept."""
+
+    reason: NoticeReason
+    renegotiation: int  # the promise's renegotiation count when scheduled: later ones supersede
+    channel: Channel | None = None
+    template: NoticeTemplate | None = None
+    due_at: datetime | None = None  # the due time announced
+    quiet_hours_end_at: datetime | None = None  # held for the contact's quiet hours until then
+    dropped_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,7 +67,8 @@ class DeliveryAttempt:
 
 @dataclass(frozen=True)
 class ReminderDelivery:
-    """A reminder scheduled for a promise and the record of sending it.
+    """A reminder scheduled for a promise and the record of sending it: to a user, or to the
+    customer when the kind is CUSTOMER_NOTICE (then `recipient_id` is the contact id).
 
     `next_attempt_at` is what the scheduler's index is on: None once nothing is left to do.
     `remaining` names the notifiers that have not delivered it yet.
@@ -56,6 +87,7 @@ class ReminderDelivery:
     outcome: Outcome = Outcome.PENDING
     rounds: int = 0  # rounds of attempts made so far
     announced: bool = False  # ReminderSent published
+    notice: NoticeRecord | None = None  # set for kind CUSTOMER_NOTICE only
 
     def after_attempts(
         self, attempts: list[DeliveryAttempt], now: datetime, policy: ReminderPolicy
@@ -67,11 +99,10 @@ class ReminderDelivery:
         all_attempts = (*self.attempts, *attempts)
         rounds = self.rounds + 1
         any_success = any(a.success for a in all_attempts)
-        retry = bool(remaining) and rounds < policy.max_attempts
+        next_at = policy.retry_at(rounds, now) if remaining else None
         outcome = Outcome.DELIVERED if any_success else Outcome.PENDING
-        if not retry and not any_success:
+        if next_at is None and not any_success:
             outcome = Outcome.FAILED
-        next_at = now + policy.retry_base * 2 ** (rounds - 1) if retry else None
         return replace(
             self,
             attempts=all_attempts,
@@ -97,6 +128,11 @@ class ReminderPolicy:
     max_attempts: int = 5
     retry_base: timedelta = timedelta(seconds=30)
     notifiers: tuple[str, ...] = field(default=("nats",))
+
+    def retry_at(self, rounds: int, now: datetime) -> datetime | None:
+        """When to try again after `rounds` failed rounds: exponential back-off, None after
+        the last round the policy allows."""
+        return now + self.retry_base * 2 ** (rounds - 1) if rounds < self.max_attempts else None
 
     def next_escalation(self, p: Promise, after: datetime) -> datetime:
         """The first escalation slot (due + 4 h + n days) later than `after`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
 from followup.domain.model import Channel, Priority, Promise, PromiseKind, Status
-from followup.domain.reminders import ReminderDelivery
+from followup.domain.reminders import NoticeRecord, Outcome, ReminderDelivery
 from followup.domain.stats import Grouping, PromiseStats
 from followup.ports import PromiseFilter
 from followup.usecases import PromiseDraft
@@ -25,7 +25,17 @@ PRIORITY = ("PRIORITY", promise_pb2.Priority)
 STATUS = ("PROMISE_STATUS", promise_pb2.PromiseStatus)
 ACTION = ("HISTORY_ACTION", promise_pb2.HistoryAction)
 REMINDER_KIND = ("REMINDER_KIND", reminder_pb2.ReminderKind)
-OUTCOME = ("DELIVERY_OUTCOME", reminder_pb2.DeliveryOutcome)
+NOTICE_REASON = ("NOTICE_REASON", reminder_pb2.NoticeReason)
+NOTICE_TEMPLATE = ("NOTICE_TEMPLATE", reminder_pb2.NoticeTemplate)
+# QUEUED (a customer notice not sent yet) is PENDING to callers: the difference only matters
+# to the store, which replaces pending owner reminders on a replan but never queued notices.
+OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
+    Outcome.PENDING: reminder_pb2.DELIVERY_OUTCOME_PENDING,
+    Outcome.QUEUED: reminder_pb2.DELIVERY_OUTCOME_PENDING,
+    Outcome.DELIVERED: reminder_pb2.DELIVERY_OUTCOME_DELIVERED,
+    Outcome.FAILED: reminder_pb2.DELIVERY_OUTCOME_FAILED,
+    Outcome.DROPPED: reminder_pb2.DELIVERY_OUTCOME_DROPPED,
+}
 GROUPING = ("STATS_GROUPING", followup_pb.StatsGrouping)
 
 
@@ -128,8 +138,21 @@ def delivery_to_proto(r: ReminderDelivery) -> reminder_pb2.ReminderDelivery:
             )
             for a in r.attempts
         ],
-        outcome=enum_to_proto(r.outcome, *OUTCOME),
+        outcome=OUTCOME[r.outcome],
         owner_id=r.owner_id,
+        customer_notice=notice_to_proto(r.notice) if r.notice else None,
+        next_attempt_at=to_timestamp(r.next_attempt_at),
+    )
+
+
+def notice_to_proto(n: NoticeRecord) -> reminder_pb2.CustomerNotice:
+    return reminder_pb2.CustomerNotice(
+        reason=enum_to_proto(n.reason, *NOTICE_REASON),
+        channel=enum_to_proto(n.channel, *CHANNEL),
+        template=enum_to_proto(n.template, *NOTICE_TEMPLATE),
+        due_at=to_timestamp(n.due_at),
+        quiet_hours_end_at=to_timestamp(n.quiet_hours_end_at),
+        dropped_reason=n.dropped_reason,
     )
 
 

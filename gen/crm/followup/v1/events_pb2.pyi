@@ -462,3 +462,58 @@ class ReminderSent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReminderSent: _TypeAlias = ReminderSent  # noqa: Y015
+
+@_typing.final
+class CustomerNoticeSent(_message.Message):
+    """CustomerNoticeSent is published on crm.followup.customer_notice_sent when a customer was told
+    about a promise. It carries ids, the channel and the template: never an address, a name or
+    any text.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICE_ID_FIELD_NUMBER: _builtins.int
+    PROMISE_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    notice_id: _builtins.str
+    """Id of the notice (the ReminderDelivery of kind CUSTOMER_NOTICE)."""
+    promise_id: _builtins.str
+    """Id of the promise."""
+    contact_id: _builtins.str
+    """Id of the contact told."""
+    channel: _promise_pb2.Channel.ValueType
+    """The channel it went out on."""
+    template: _reminder_pb2.NoticeTemplate.ValueType
+    """The wording used."""
+    reason: _reminder_pb2.NoticeReason.ValueType
+    """Why the customer was told."""
+    actor: _builtins.str
+    """Always "system"."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the notice was sent."""
+
+    def __init__(
+        self,
+        *,
+        notice_id: _builtins.str = ...,
+        promise_id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        channel: _promise_pb2.Channel.ValueType = ...,
+        template: _reminder_pb2.NoticeTemplate.ValueType = ...,
+        reason: _reminder_pb2.NoticeReason.ValueType = ...,
+        actor: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "channel", b"channel", "contact_id", b"contact_id", "notice_id", b"notice_id", "occurred_at", b"occurred_at", "promise_id", b"promise_id", "reason", b"reason", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerNoticeSent: _TypeAlias = CustomerNoticeSent  # noqa: Y015

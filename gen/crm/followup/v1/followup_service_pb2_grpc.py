@@ -177,7 +177,8 @@ class FollowupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReminderDeliveries(self, request, context):
-        """ListReminderDeliveries shows which reminders were scheduled and how their delivery went.
+        """ListReminderDeliveries shows which reminders and customer notices were scheduled and how
+        their delivery went.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

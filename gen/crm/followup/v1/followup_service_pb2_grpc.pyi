@@ -54,7 +54,9 @@ class FollowupServiceStub:
     ConfirmByCustomer: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.ConfirmByCustomerRequest, _followup_service_pb2.ConfirmByCustomerResponse]
     """ConfirmByCustomer records that the customer agrees a kept promise was kept, and how well."""
     ListReminderDeliveries: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.ListReminderDeliveriesRequest, _followup_service_pb2.ListReminderDeliveriesResponse]
-    """ListReminderDeliveries shows which reminders were scheduled and how their delivery went."""
+    """ListReminderDeliveries shows which reminders and customer notices were scheduled and how
+    their delivery went.
+    """
     GetPromiseStats: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
     StreamReminders: _grpc.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]
@@ -86,7 +88,9 @@ class FollowupServiceAsyncStub(FollowupServiceStub):
     ConfirmByCustomer: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.ConfirmByCustomerRequest, _followup_service_pb2.ConfirmByCustomerResponse]  # type: ignore[assignment]
     """ConfirmByCustomer records that the customer agrees a kept promise was kept, and how well."""
     ListReminderDeliveries: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.ListReminderDeliveriesRequest, _followup_service_pb2.ListReminderDeliveriesResponse]  # type: ignore[assignment]
-    """ListReminderDeliveries shows which reminders were scheduled and how their delivery went."""
+    """ListReminderDeliveries shows which reminders and customer notices were scheduled and how
+    their delivery went.
+    """
     GetPromiseStats: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]  # type: ignore[assignment]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
     StreamReminders: _aio.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]  # type: ignore[assignment]
@@ -181,7 +185,9 @@ class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _followup_service_pb2.ListReminderDeliveriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_followup_service_pb2.ListReminderDeliveriesResponse, _abc.Awaitable[_followup_service_pb2.ListReminderDeliveriesResponse]]:
-        """ListReminderDeliveries shows which reminders were scheduled and how their delivery went."""
+        """ListReminderDeliveries shows which reminders and customer notices were scheduled and how
+        their delivery went.
+        """
 
     @_abc_1.abstractmethod
     def GetPromiseStats(

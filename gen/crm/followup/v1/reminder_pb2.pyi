@@ -37,6 +37,10 @@ class _ReminderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reminder
     """When the promise falls due."""
     REMINDER_KIND_ESCALATION: _ReminderKind.ValueType  # 4
     """To the owner's supervisor, when the promise is overdue."""
+    REMINDER_KIND_CUSTOMER_NOTICE: _ReminderKind.ValueType  # 5
+    """To the customer (recipient_id is the contact id), through a channel they consented to;
+    the details are in ReminderDelivery.customer_notice.
+    """
 
 class ReminderKind(_ReminderKind, metaclass=_ReminderKindEnumTypeWrapper):
     """ReminderKind is the moment in a promise's life a reminder is sent for."""
@@ -51,6 +55,10 @@ REMINDER_KIND_AT_DUE: ReminderKind.ValueType  # 3
 """When the promise falls due."""
 REMINDER_KIND_ESCALATION: ReminderKind.ValueType  # 4
 """To the owner's supervisor, when the promise is overdue."""
+REMINDER_KIND_CUSTOMER_NOTICE: ReminderKind.ValueType  # 5
+"""To the customer (recipient_id is the contact id), through a channel they consented to;
+the details are in ReminderDelivery.customer_notice.
+"""
 Global___ReminderKind: _TypeAlias = ReminderKind  # noqa: Y015
 
 class _DeliveryOutcome:
@@ -67,6 +75,10 @@ class _DeliveryOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliv
     """At least one notifier delivered it."""
     DELIVERY_OUTCOME_FAILED: _DeliveryOutcome.ValueType  # 3
     """Every attempt failed and no retry is left."""
+    DELIVERY_OUTCOME_DROPPED: _DeliveryOutcome.ValueType  # 4
+    """Deliberately not sent, for example a customer notice without a consented channel we can
+    deliver; CustomerNotice.dropped_reason says why.
+    """
 
 class DeliveryOutcome(_DeliveryOutcome, metaclass=_DeliveryOutcomeEnumTypeWrapper):
     """DeliveryOutcome is where the delivery of a reminder stands."""
@@ -79,7 +91,116 @@ DELIVERY_OUTCOME_DELIVERED: DeliveryOutcome.ValueType  # 2
 """At least one notifier delivered it."""
 DELIVERY_OUTCOME_FAILED: DeliveryOutcome.ValueType  # 3
 """Every attempt failed and no retry is left."""
+DELIVERY_OUTCOME_DROPPED: DeliveryOutcome.ValueType  # 4
+"""Deliberately not sent, for example a customer notice without a consented channel we can
+deliver; CustomerNotice.dropped_reason says why.
+"""
 Global___DeliveryOutcome: _TypeAlias = DeliveryOutcome  # noqa: Y015
+
+class _NoticeReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NoticeReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTICE_REASON_UNSPECIFIED: _NoticeReason.ValueType  # 0
+    """The reason was not set."""
+    NOTICE_REASON_PROMISE_MADE: _NoticeReason.ValueType  # 1
+    """A promise was made to the customer (only when customer notices are switched on)."""
+    NOTICE_REASON_DUE_DATE_RENEGOTIATED: _NoticeReason.ValueType  # 2
+    """The due time moved with the customer's agreement."""
+
+class NoticeReason(_NoticeReason, metaclass=_NoticeReasonEnumTypeWrapper):
+    """NoticeReason is the change to a promise that a customer notice tells the customer about."""
+
+NOTICE_REASON_UNSPECIFIED: NoticeReason.ValueType  # 0
+"""The reason was not set."""
+NOTICE_REASON_PROMISE_MADE: NoticeReason.ValueType  # 1
+"""A promise was made to the customer (only when customer notices are switched on)."""
+NOTICE_REASON_DUE_DATE_RENEGOTIATED: NoticeReason.ValueType  # 2
+"""The due time moved with the customer's agreement."""
+Global___NoticeReason: _TypeAlias = NoticeReason  # noqa: Y015
+
+class _NoticeTemplate:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NoticeTemplateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeTemplate.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTICE_TEMPLATE_UNSPECIFIED: _NoticeTemplate.ValueType  # 0
+    """Not chosen yet: the template is picked when the notice is sent."""
+    NOTICE_TEMPLATE_IN_HAND: _NoticeTemplate.ValueType  # 1
+    """"Your request is in hand: we will … by <due time>." """
+    NOTICE_TEMPLATE_NEW_DUE_DATE: _NoticeTemplate.ValueType  # 2
+    """"As agreed with you, the date has moved: we will … by <due time>." """
+    NOTICE_TEMPLATE_PLEASE_CONTACT_US: _NoticeTemplate.ValueType  # 3
+    """"Please contact us", and nothing else: for a contact who asked for discretion."""
+
+class NoticeTemplate(_NoticeTemplate, metaclass=_NoticeTemplateEnumTypeWrapper):
+    """NoticeTemplate is the fixed wording a customer notice was sent with. No template carries the
+    promise's text, its notes or any reason an agent typed: only the sort of commitment and the
+    due time, in the contact's time zone.
+    """
+
+NOTICE_TEMPLATE_UNSPECIFIED: NoticeTemplate.ValueType  # 0
+"""Not chosen yet: the template is picked when the notice is sent."""
+NOTICE_TEMPLATE_IN_HAND: NoticeTemplate.ValueType  # 1
+""""Your request is in hand: we will … by <due time>." """
+NOTICE_TEMPLATE_NEW_DUE_DATE: NoticeTemplate.ValueType  # 2
+""""As agreed with you, the date has moved: we will … by <due time>." """
+NOTICE_TEMPLATE_PLEASE_CONTACT_US: NoticeTemplate.ValueType  # 3
+""""Please contact us", and nothing else: for a contact who asked for discretion."""
+Global___NoticeTemplate: _TypeAlias = NoticeTemplate  # noqa: Y015
+
+@_typing.final
+class CustomerNotice(_message.Message):
+    """CustomerNotice is what a customer-facing delivery told the customer, on which channel; the
+    message itself is not kept, and neither is the address it went to.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_END_AT_FIELD_NUMBER: _builtins.int
+    DROPPED_REASON_FIELD_NUMBER: _builtins.int
+    reason: Global___NoticeReason.ValueType
+    """Why the customer is told."""
+    channel: _promise_pb2.Channel.ValueType
+    """Channel chosen when sending: the preferred one if consented, else a consented one the
+    service can deliver; unspecified until then.
+    """
+    template: Global___NoticeTemplate.ValueType
+    """Wording used; unspecified until sent."""
+    dropped_reason: _builtins.str
+    """Why the notice was not sent, when the outcome is DROPPED."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """The due time the notice announced (shown to the customer in their time zone)."""
+
+    @_builtins.property
+    def quiet_hours_end_at(self) -> _timestamp_pb2.Timestamp:
+        """Set when the notice was held for the contact's quiet hours: when they end."""
+
+    def __init__(
+        self,
+        *,
+        reason: Global___NoticeReason.ValueType = ...,
+        channel: _promise_pb2.Channel.ValueType = ...,
+        template: Global___NoticeTemplate.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        quiet_hours_end_at: _timestamp_pb2.Timestamp | None = ...,
+        dropped_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "quiet_hours_end_at", b"quiet_hours_end_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "dropped_reason", b"dropped_reason", "due_at", b"due_at", "quiet_hours_end_at", b"quiet_hours_end_at", "reason", b"reason", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerNotice: _TypeAlias = CustomerNotice  # noqa: Y015
 
 @_typing.final
 class DeliveryAttempt(_message.Message):
@@ -131,6 +252,8 @@ class ReminderDelivery(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_NOTICE_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID; also the id of the Reminder sent."""
     promise_id: _builtins.str
@@ -138,7 +261,9 @@ class ReminderDelivery(_message.Message):
     kind: Global___ReminderKind.ValueType
     """The moment the reminder is for."""
     recipient_id: _builtins.str
-    """Id of the user the reminder goes to: the owner, or the supervisor for escalations."""
+    """Id of the user the reminder goes to: the owner, or the supervisor for escalations; the
+    contact id for a customer notice.
+    """
     outcome: Global___DeliveryOutcome.ValueType
     """Where the delivery stands."""
     owner_id: _builtins.str
@@ -151,6 +276,16 @@ class ReminderDelivery(_message.Message):
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]:
         """Every try to deliver it, oldest first."""
 
+    @_builtins.property
+    def customer_notice(self) -> Global___CustomerNotice:
+        """Set for kind CUSTOMER_NOTICE: what the customer was told and how."""
+
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the next attempt is due (a retry, or the end of quiet hours); unset once nothing is
+        left to do.
+        """
+
     def __init__(
         self,
         *,
@@ -162,10 +297,12 @@ class ReminderDelivery(_message.Message):
         attempts: _abc.Iterable[Global___DeliveryAttempt] | None = ...,
         outcome: Global___DeliveryOutcome.ValueType = ...,
         owner_id: _builtins.str = ...,
+        customer_notice: Global___CustomerNotice | None = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["scheduled_at", b"scheduled_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_notice", b"customer_notice", "next_attempt_at", b"next_attempt_at", "scheduled_at", b"scheduled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "id", b"id", "kind", b"kind", "outcome", b"outcome", "owner_id", b"owner_id", "promise_id", b"promise_id", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "customer_notice", b"customer_notice", "id", b"id", "kind", b"kind", "next_attempt_at", b"next_attempt_at", "outcome", b"outcome", "owner_id", b"owner_id", "promise_id", b"promise_id", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
