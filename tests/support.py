@@ -95,3 +95,17 @@ async def health_status(channel: grpc.aio.Channel, service: str = "", timeout: f
     stub: Any = health_pb2_grpc.HealthStub(channel)
     reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
     return int(reply.status)
+
+
+def plan_stages(plan: object) -> list[tuple[str, str]]:
+    """Every (stage, index name) of a MongoDB explain plan, however deeply nested."""
+    found: list[tuple[str, str]] = []
+    if isinstance(plan, dict):
+        if "stage" in plan:
+            found.append((str(plan["stage"]), str(plan.get("indexName", ""))))
+        for value in plan.values():
+            found.extend(plan_stages(value))
+    elif isinstance(plan, list):
+        for value in plan:
+            found.extend(plan_stages(value))
+    return found

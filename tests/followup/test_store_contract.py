@@ -41,6 +41,7 @@ from promesa.storage import (
     IdempotencyKey,
     VersionConflictError,
 )
+from tests.support import plan_stages
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -280,20 +281,6 @@ class TestMongoPromiseStore(PromiseStoreContract):
 
         assert ("IXSCAN", "reminders_due") in stages
         assert "SORT" not in [stage for stage, _ in stages]
-
-
-def plan_stages(plan: object) -> list[tuple[str, str]]:
-    """Every (stage, index name) of a MongoDB explain plan, however deeply nested."""
-    found: list[tuple[str, str]] = []
-    if isinstance(plan, dict):
-        if "stage" in plan:
-            found.append((str(plan["stage"]), str(plan.get("indexName", ""))))
-        for value in plan.values():
-            found.extend(plan_stages(value))
-    elif isinstance(plan, list):
-        for value in plan:
-            found.extend(plan_stages(value))
-    return found
 
 
 def test_the_scheduler_finds_due_reminders_through_its_index(tmp_path: Path) -> None:

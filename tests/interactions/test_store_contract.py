@@ -51,6 +51,7 @@ from interactions.ports import (
 )
 from promesa.clock import ManualClock
 from promesa.events import IncomingEvent
+from tests.support import plan_stages
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 AGENT = "agent-ana"
@@ -87,20 +88,6 @@ def recording(i: Interaction, **change: object) -> Change:
 
 def ids(interactions: Sequence[Interaction]) -> list[str]:
     return [i.id for i in interactions]
-
-
-def plan_stages(plan: object) -> list[tuple[str, str]]:
-    """Every (stage, index name) of a MongoDB explain plan, however deeply nested."""
-    found: list[tuple[str, str]] = []
-    if isinstance(plan, dict):
-        if "stage" in plan:
-            found.append((str(plan["stage"]), str(plan.get("indexName", ""))))
-        for value in plan.values():
-            found.extend(plan_stages(value))
-    elif isinstance(plan, list):
-        for value in plan:
-            found.extend(plan_stages(value))
-    return found
 
 
 class InteractionStoreContract(abc.ABC):
