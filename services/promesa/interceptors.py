@@ -35,31 +35,38 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service: str, tokens: Mapping[str, Identity]) -> None:
         self._service = service
         self._tokens = tokens
+        # One wrapped handler per method, built on its first call: no closures per call.
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = await continuation(details)
         method: str = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(details)
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         # Requests arrive as bytes and are parsed inside the call, so that a payload that is not
         # the expected message is INVALID_ARGUMENT rather than grpc's own INTERNAL.
         parse = handler.request_deserializer or (lambda raw: raw)
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, metadata, parse, cast(UnaryBehavior, handler.unary_unary)),
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._unary(method, parse, cast(UnaryBehavior, handler.unary_unary)),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, metadata, parse, cast(StreamBehavior, handler.unary_stream)),
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self._stream(method, parse, cast(StreamBehavior, handler.unary_stream)),
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        else:
+            return handler
+        self._wrapped[method] = wrapped
+        return wrapped
 
     def _identify(self, metadata: Mapping[str, str]) -> Identity:
         scheme, _, token = metadata.get("authorization", "").partition(" ")
@@ -71,10 +78,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return identity
 
     @asynccontextmanager
-    async def _guard(
-        self, method: str, metadata: Mapping[str, str], context: Context
-    ) -> AsyncIterator[None]:
+    async def _guard(self, method: str, context: Context) -> AsyncIterator[None]:
         """Around every call: ids bound for logs, the caller identified, errors mapped."""
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         request_id = metadata.get("x-request-id") or new_id()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
@@ -104,12 +110,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _unary(
         self,
         method: str,
-        metadata: Mapping[str, str],
         parse: Callable[[bytes], Any],
         behavior: UnaryBehavior,
     ) -> UnaryBehavior:
         async def call(raw: bytes, context: Context) -> Any:
-            async with self._guard(method, metadata, context):
+            async with self._guard(method, context):
                 return await behavior(_parse(parse, raw), context)
 
         return call
@@ -117,12 +122,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _stream(
         self,
         method: str,
-        metadata: Mapping[str, str],
         parse: Callable[[bytes], Any],
         behavior: StreamBehavior,
     ) -> StreamBehavior:
         async def call(raw: bytes, context: Context) -> AsyncIterator[Any]:
-            async with self._guard(method, metadata, context):
+            async with self._guard(method, context):
                 async for response in behavior(_parse(parse, raw), context):
                     yield response
 
