@@ -10,9 +10,10 @@ import sys
 import uvloop
 
 from bench import report, suite
+from bench.profile import FULL, QUICK, Profile
 
 
-async def main(profile: suite.Profile) -> None:
+async def main(profile: Profile) -> None:
     # SIGTERM unwinds like Ctrl-C does: the run is cancelled and every server and temporary
     # directory it opened is stopped and removed on the way out.
     task = asyncio.current_task()
@@ -30,7 +31,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     try:
-        uvloop.run(main(suite.QUICK if args.quick else suite.FULL))
+        uvloop.run(main(QUICK if args.quick else FULL))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("bench: interrupted; servers stopped and temporary files removed", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,6 +1,6 @@
-"""A closed-loop load generator: N calls always in flight for a fixed time after a warm-up.
+"""Load generators: closed loop (N calls always in flight) and paced (a call every 1/rate s).
 
-It runs in the bench process, never in the server's, and reports what the client saw (RPC/s,
+They run in the bench process, never in the server's, and report what the client saw (RPC/s,
 per-call latency, status codes) plus how much CPU each watched process used meanwhile, which
 tells whether the server or the client was the limit.
 """
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from bench.processes import CpuMeter
+from bench.processes import CpuMeter, Server
+from bench.profile import Profile
 from bench.stats import Latencies, LatencySummary
 
 Call = Callable[[int], Awaitable[object]]
@@ -25,13 +26,57 @@ Call = Callable[[int], Awaitable[object]]
 
 @dataclass(frozen=True)
 class LoadResult:
-    in_flight: int
+    in_flight: int  # closed loop: always; paced: the most at any moment
     seconds: float
     calls: int
     rps: float
     latency: LatencySummary
     errors: Mapping[str, int]
     cpu_percent: Mapping[str, float]  # per watched process; 100 = one core busy
+
+
+class _Tally:
+    """What the client saw: the latency of each call that succeeded, the status of each that
+    failed."""
+
+    def __init__(self) -> None:
+        self.latencies = Latencies()
+        self.errors: Counter[str] = Counter()
+
+    def add(self, seconds: float, failure: str) -> None:
+        if failure:
+            self.errors[failure] += 1
+        else:
+            self.latencies.add(seconds)
+
+    def result(self, in_flight: int, seconds: float, cpu: Mapping[str, float]) -> LoadResult:
+        calls = len(self.latencies)
+        return LoadResult(
+            in_flight=in_flight,
+            seconds=round(seconds, 3),
+            calls=calls,
+            rps=calls / seconds,
+            latency=self.latencies.summary(),
+            errors=dict(self.errors),
+            cpu_percent=cpu,
+        )
+
+
+async def _timed(call: Call, n: int) -> tuple[float, str]:
+    """Makes the n-th call: its duration, and its status code name if it failed ("" if not)."""
+    t0 = time.perf_counter()
+    try:
+        await call(n)
+    except grpc.aio.AioRpcError as exc:
+        return time.perf_counter() - t0, exc.code().name
+    return time.perf_counter() - t0, ""
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels what is still running (after an error or a cancellation) and waits for it."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def closed_loop(
@@ -48,26 +93,16 @@ async def closed_loop(
     window sees the steady state the warm-up reached.
     """
     numbers = itertools.count()
-    latencies = Latencies()
-    errors: Counter[str] = Counter()
+    tally = _Tally()
     window = [float("inf"), float("inf")]
     stopping = False
     meter = CpuMeter({"bench client": os.getpid(), **watch})
 
     async def worker() -> None:
         while not stopping:
-            failure = ""
-            t0 = time.perf_counter()
-            try:
-                await call(next(numbers))
-            except grpc.aio.AioRpcError as exc:
-                failure = exc.code().name
-            t1 = time.perf_counter()
-            if window[0] <= t1 <= window[1]:
-                if failure:
-                    errors[failure] += 1
-                else:
-                    latencies.add(t1 - t0)
+            seconds, failure = await _timed(call, next(numbers))
+            if window[0] <= time.perf_counter() <= window[1]:
+                tally.add(seconds, failure)
 
     workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
     try:
@@ -80,31 +115,59 @@ async def closed_loop(
         stopping = True
         await asyncio.gather(*workers)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-    seconds = window[1] - window[0]
-    return LoadResult(
-        in_flight=in_flight,
-        seconds=round(seconds, 3),
-        calls=len(latencies),
-        rps=len(latencies) / seconds,
-        latency=latencies.summary(),
-        errors=dict(errors),
-        cpu_percent=cpu,
+        await _settle(workers)
+    return tally.result(in_flight, window[1] - window[0], cpu)
+
+
+async def loaded(call: Call, server: Server, profile: Profile) -> LoadResult:
+    """The closed loop with the profile's calls in flight, warm-up and window."""
+    return await closed_loop(
+        call,
+        in_flight=profile.in_flight,
+        warmup=profile.warmup_seconds,
+        duration=profile.measure_seconds,
+        watch=server.watched(),
     )
+
+
+async def paced(
+    call: Call, *, rate: float, duration: float, watch: Mapping[str, int]
+) -> LoadResult:
+    """Starts `call(n)` every 1/rate seconds for `duration`, however many are still in flight
+    (an open loop: customers do not wait for each other), then waits for all of them. A start
+    that falls behind schedule is made at once, so the offered rate holds on average."""
+    tally = _Tally()
+    in_flight = peak = 0
+    meter = CpuMeter({"bench client": os.getpid(), **watch})
+
+    async def one(n: int) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            tally.add(*await _timed(call, n))
+        finally:
+            in_flight -= 1
+
+    tasks: list[asyncio.Task[None]] = []
+    meter.start()
+    start = time.perf_counter()
+    try:
+        for n in range(round(rate * duration)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*tasks)
+    finally:
+        await _settle(tasks)
+    seconds = time.perf_counter() - start
+    return tally.result(peak, seconds, meter.stop())
 
 
 async def one_at_a_time(call: Call, count: int) -> tuple[LatencySummary, Mapping[str, int]]:
     """`count` calls one after another: latency with no queueing in front of the server."""
-    latencies = Latencies()
-    errors: Counter[str] = Counter()
+    tally = _Tally()
     for n in range(count):
-        t0 = time.perf_counter()
-        try:
-            await call(n)
-        except grpc.aio.AioRpcError as exc:
-            errors[exc.code().name] += 1
-            continue
-        latencies.add(time.perf_counter() - t0)
-    return latencies.summary(), dict(errors)
+        tally.add(*await _timed(call, n))
+    return tally.latencies.summary(), dict(tally.errors)

@@ -171,7 +171,7 @@ async def _serving(channel: grpc.aio.Channel) -> bool:
 
 @asynccontextmanager
 async def null_server(workdir: Path) -> AsyncIterator[Server]:
-    """The null ContactsService (bench.null_server) in its own process."""
+    """The null Contacts and Interactions services (bench.null_server) in their own process."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     async with _python_server(
@@ -186,25 +186,42 @@ async def null_server(workdir: Path) -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def contacts_service(workdir: Path, sqlite_path: Path) -> AsyncIterator[Server]:
-    """`python -m contacts` on `sqlite_path`, with its own nats-server, both under `workdir`."""
+async def nats_server(workdir: Path) -> AsyncIterator[NatsServer]:
+    """A nats-server with JetStream whose store lives under `workdir`, stopped on exit."""
     nats = NatsServer(workdir / "nats").start()
     try:
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        env = {
-            "CRM_GRPC_HOST": "127.0.0.1",
-            "CRM_GRPC_PORT": str(port),
-            "CRM_METRICS_PORT": "0",
-            "CRM_SQLITE_PATH": str(sqlite_path),
-            "CRM_NATS_URL": nats.url,
-            "CRM_API_TOKENS": f"{BENCH_TOKEN}=bench:agent",
-            "CRM_LOG_LEVEL": "warning",
-            "CRM_SHUTDOWN_GRACE_SECONDS": "2",
-        }
-        async with _python_server(
-            "contacts", ["contacts"], env, workdir / "contacts.log", _serving, address
-        ) as proc:
-            yield Server("contacts", address, proc.pid, {"nats-server": nats.pid})
+        yield nats
     finally:
         nats.stop()
+
+
+@asynccontextmanager
+async def service(
+    name: str, workdir: Path, sqlite_path: Path, nats: NatsServer
+) -> AsyncIterator[Server]:
+    """`python -m <name>` (contacts, interactions or followup) on `sqlite_path`, connected to
+    `nats`, with every other setting at its default (e.g. the follow-up scheduler's interval)."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {
+        "CRM_GRPC_HOST": "127.0.0.1",
+        "CRM_GRPC_PORT": str(port),
+        "CRM_METRICS_PORT": "0",
+        "CRM_SQLITE_PATH": str(sqlite_path),
+        "CRM_NATS_URL": nats.url,
+        "CRM_API_TOKENS": f"{BENCH_TOKEN}=bench:agent",
+        "CRM_LOG_LEVEL": "warning",
+        "CRM_SHUTDOWN_GRACE_SECONDS": "2",
+    }
+    async with _python_server(
+        name, [name], env, workdir / f"{name}.log", _serving, address
+    ) as proc:
+        yield Server(name, address, proc.pid, {"nats-server": nats.pid})
+
+
+@asynccontextmanager
+async def standalone_service(name: str, workdir: Path, sqlite_path: Path) -> AsyncIterator[Server]:
+    """One service with a nats-server of its own, both under `workdir`; the service is stopped
+    before the NATS server it flushes its outbox into."""
+    async with nats_server(workdir) as nats, service(name, workdir, sqlite_path, nats) as server:
+        yield server

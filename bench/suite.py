@@ -1,4 +1,5 @@
-"""The benchmark run, step by step: null baseline, contacts under load, email lookup at scale."""
+"""The benchmark run, step by step: null baseline, contacts under load, email lookup at scale,
+interactions (recording, timeline pages at scale), follow-up (scheduler, reminders, pipeline)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,17 @@ from pathlib import Path
 
 import grpc
 
-from bench.load import Call, LoadResult, closed_loop, one_at_a_time
-from bench.processes import METADATA, Server, contacts_service, null_server
+from bench import timeline
+from bench.load import Call, LoadResult, loaded, one_at_a_time
+from bench.processes import METADATA, Server, null_server, standalone_service
+from bench.profile import Profile
+from bench.promises import FollowupResults, followup_bench
 from bench.seed import SeedResult, seed_contacts, seeded_email, time_email_lookups
 from bench.stats import LatencySummary
+from bench.timeline import TimelineResults
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How long and how big: `full` for figures, `quick` for a smoke test."""
-
-    name: str
-    warmup_seconds: float
-    measure_seconds: float
-    in_flight: int
-    seed_count: int
-    seed_time_limit_seconds: float
-    lookups: int
-
-
-FULL = Profile("full", 2.0, 10.0, 64, 1_000_000, 150.0, 10_000)
-QUICK = Profile("quick", 0.5, 2.0, 64, 20_000, 60.0, 2_000)
 
 
 @dataclass(frozen=True)
@@ -68,6 +56,8 @@ class BenchResults:
     rpcs: list[RpcRow]
     rss_bytes: Mapping[str, int]
     lookup: LookupResults
+    timeline: TimelineResults
+    followup: FollowupResults
     elapsed_seconds: float
 
 
@@ -107,20 +97,10 @@ async def _create_and_get(
             request = contacts_pb.GetContactRequest(id=rng.choice(created))
             await stub.GetContact(request, metadata=METADATA)
 
-        results = {"CreateContact": await _load(create, server, profile)}
+        results = {"CreateContact": await loaded(create, server, profile)}
         if created:
-            results["GetContact"] = await _load(get, server, profile)
+            results["GetContact"] = await loaded(get, server, profile)
         return results
-
-
-async def _load(call: Call, server: Server, profile: Profile) -> LoadResult:
-    return await closed_loop(
-        call,
-        in_flight=profile.in_flight,
-        warmup=profile.warmup_seconds,
-        duration=profile.measure_seconds,
-        watch=server.watched(),
-    )
 
 
 def _search_by_email(
@@ -157,16 +137,21 @@ async def _lookups(
     seed = await seed_contacts(path, profile.seed_count, time_limit=profile.seed_time_limit_seconds)
     store_latency = await time_email_lookups(path, seed.count, profile.lookups, rng)
     async with (
-        contacts_service(workdir / "seeded-service", path) as server,
+        standalone_service("contacts", workdir / "seeded-service", path) as server,
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         search = _search_by_email(
             contacts_grpc.ContactsServiceStub(channel), seed.count, rng, found=True
         )
         one, one_errors = await one_at_a_time(search, profile.lookups)
-        loaded = await _load(search, server, profile)
+        under_load = await loaded(search, server, profile)
         rss = server.rss_bytes()
-    return LookupResults(seed, store_latency, null_floor, one, one_errors, loaded, rss)
+    return LookupResults(seed, store_latency, null_floor, one, one_errors, under_load, rss)
+
+
+def _row(rpc: str, server: str, load: LoadResult, null: LoadResult | None) -> RpcRow:
+    """A row of the RPC table, with its RPC/s over the null servicer's for the same RPC."""
+    return RpcRow(rpc, server, load, load.rps / null.rps if null is not None and null.rps else None)
 
 
 async def run(profile: Profile) -> BenchResults:
@@ -182,18 +167,30 @@ async def run(profile: Profile) -> BenchResults:
             baseline = await _create_and_get(server, profile, rng)
             rss[server.name] = server.rss_bytes()
             null_floor = await _null_search(server, profile, rng)
-        for rpc, load in baseline.items():
-            rows.append(RpcRow(rpc, server.name, load, 1.0))
+            null_record = await timeline.record_load(server, profile, rng)
+            null_page = await timeline.null_first_page(server, profile.timeline)
+        rows += [_row(rpc, server.name, load, load) for rpc, load in baseline.items()]
 
-        async with contacts_service(workdir / "fresh", workdir / "fresh" / "contacts.db") as server:
+        async with standalone_service(
+            "contacts", workdir / "fresh", workdir / "fresh" / "contacts.db"
+        ) as server:
             measured = await _create_and_get(server, profile, rng)
             rss[server.name] = server.rss_bytes()
-        for rpc, load in measured.items():
-            base = baseline.get(rpc)
-            ratio = load.rps / base.rps if base is not None and base.rps else None
-            rows.append(RpcRow(rpc, server.name, load, ratio))
+        rows += [_row(rpc, server.name, load, baseline.get(rpc)) for rpc, load in measured.items()]
 
         lookup = await _lookups(workdir, profile, rng, null_floor)
+
+        recorded, rss["interactions"] = await timeline.fresh_record_load(
+            workdir / "interactions-fresh", profile, rng
+        )
+        rows += [
+            _row("RecordInteraction", "null servicer", null_record, null_record),
+            _row("RecordInteraction", "interactions", recorded, null_record),
+        ]
+        timeline_results = await timeline.seeded_timeline(
+            workdir / "interactions-seeded", profile, null_page
+        )
+        followup = await followup_bench(workdir / "followup-bench", profile, rng)
     return BenchResults(
         profile=profile,
         started_at=started_at,
@@ -201,5 +198,7 @@ async def run(profile: Profile) -> BenchResults:
         rpcs=rows,
         rss_bytes=rss,
         lookup=lookup,
+        timeline=timeline_results,
+        followup=followup,
         elapsed_seconds=round(time.perf_counter() - started, 1),
     )
