@@ -22,10 +22,15 @@ class Periodic:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Runs at a fixed rate: the time a job takes comes out of the wait, not on top of it
+        (a reminder due just after a tick is sent one interval later, not more)."""
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            started = loop.time()
             try:
                 await self._job()
             except Exception:
                 log.exception("periodic_job_failed", job=self.name)
+            wait = max(0.0, self._interval - (loop.time() - started))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                await asyncio.wait_for(self._stopping.wait(), wait)
