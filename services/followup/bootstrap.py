@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import structlog
+
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
 from followup.adapters import event_codec
 from followup.adapters.contacts_client import GrpcContactDirectory
@@ -49,6 +51,9 @@ def notice_channels_for(settings: FollowupSettings) -> list[NoticeChannel]:
     return [EmailNoticeChannel(settings.smtp)] if settings.smtp is not None else []
 
 
+log = structlog.get_logger(__name__)
+
+
 async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
     """The adapter CRM_STORE names; each one implements the same port."""
     common = settings.common
@@ -73,6 +78,13 @@ async def build(
     """Connects to NATS and opens the store; nothing connects at import. `extra_notifiers`
     lets tests watch every delivery."""
     clock = clock or SystemClock()
+    if "*" not in settings.team_supervisors:
+        # Said once at boot: an overdue promise of such a team is never escalated.
+        log.warning(
+            "no_default_supervisor",
+            teams_with_supervisor=sorted(settings.team_supervisors),
+            hint="set CRM_TEAM_SUPERVISORS=*=<supervisor_id> so every team's promises escalate",
+        )
     common = settings.common
     bus = EventBus(common.nats_url, name="followup")
     await bus.connect()
