@@ -3,7 +3,7 @@
 Kept here rather than taken from a package: it is one constant, changes a few times a decade,
 and a new dependency would cost more than updating it. Left out on purpose: precious metals
 (XAU, XAG, XPD, XPT), units of account and bond units (XDR, XSU, XUA, XBA-XBD), the testing
-code XTS and "no currency" XXX, since nobody pays for a purchase in them. Codes in their
+code XTS and the code for "no currency", since nobody pays for a purchase in them. Codes in their
 withdrawal period (ANG, BGN) are still accepted, so older purchases can be recorded.
 """
 

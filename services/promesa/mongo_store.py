@@ -3,13 +3,13 @@ idempotency and dead-letter methods the relay and consumers use, the same for ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from promesa import mongo as db
 from promesa.clock import Clock
 from promesa.events import IncomingEvent, OutgoingEvent
-from promesa.storage import IdempotencyKey
+from promesa.storage import AlreadyHandledError, DuplicateRequestError, IdempotencyKey
 
 E = TypeVar("E")
 
@@ -61,6 +61,34 @@ class MongoStore(Generic[E]):
             await client.close()
             raise
         return cls(client, database_, encode, clock)
+
+    async def _write(
+        self,
+        events: Sequence[OutgoingEvent],
+        apply: Callable[[db.Session], Awaitable[None]],
+        *,
+        handled: tuple[str, str] | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> None:
+        """One transaction: the inbox row first (AlreadyHandledError), the idempotency key
+        (DuplicateRequestError), the caller's writes, then the outbox rows. Encode events before
+        calling: a retried transaction must write the very same ones."""
+        now = self._clock.now()
+
+        async def write(session: db.Session) -> None:
+            if handled is not None and not await db.inbox_claim(
+                self._db, session, handled[0], handled[1], now
+            ):
+                raise AlreadyHandledError(handled[1])
+            k = idempotency
+            if k is not None and not await db.remember_idempotent(
+                self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
+            ):
+                raise DuplicateRequestError(k.request_id)
+            await apply(session)
+            await db.append_outbox(self._db, session, events)
+
+        await db.run_transaction(self._client, write)
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None:
         row = await db.find_request(self._db, request_id)

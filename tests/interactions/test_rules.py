@@ -112,5 +112,5 @@ def test_a_currency_is_normalised_and_must_be_in_iso_4217() -> None:
 
     details, v = check(" chf ")
     assert not v and details is not None and details.purchase == Purchase(100, "CHF")
-    for bad in ("EUX", "XAU", "XXX", "EU", ""):
+    for bad in ("EUX", "XAU", "XTS", "EU", ""):
         assert check(bad)[0] is None, bad

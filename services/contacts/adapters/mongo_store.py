@@ -19,10 +19,8 @@ from contacts.adapters.documents import from_document, to_document
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, Lifecycle
 from contacts.ports import (
-    AlreadyHandledError,
     Change,
     ContactFilter,
-    DuplicateRequestError,
     EmailTakenError,
     VersionConflictError,
 )
@@ -149,26 +147,13 @@ class MongoContactStore(MongoStore[ContactEvent]):
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
-        # Encoded before the transaction: a retried attempt must write the very same events.
         events = [self._encode(e) for e in change.events]
-        now = self._clock.now()
 
         async def write(session: db.Session) -> None:
-            if change.handled is not None:
-                consumer, event_id = change.handled
-                if not await db.inbox_claim(self._db, session, consumer, event_id, now):
-                    raise AlreadyHandledError(event_id)
-            if change.idempotency is not None:
-                k = change.idempotency
-                if not await db.remember_idempotent(
-                    self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
-                ):
-                    raise DuplicateRequestError(k.request_id)
             for contact, expected in change.saves:
                 await self._save(session, contact, expected)
-            await db.append_outbox(self._db, session, events)
 
-        await db.run_transaction(self._client, write)
+        await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
 
     async def _save(self, session: db.Session, c: Contact, expected: int) -> None:
         d = c.details

@@ -42,8 +42,6 @@ from promesa import mongo as db
 from promesa.ids import new_id
 from promesa.mongo_store import MongoStore
 from promesa.storage import (
-    AlreadyHandledError,
-    DuplicateRequestError,
     VersionConflictError,
 )
 
@@ -296,21 +294,9 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
-        # Encoded before the transaction: a retried attempt must write the very same events.
         events = [self._encode(e) for e in change.events]
-        now = self._clock.now()
 
         async def write(session: db.Session) -> None:
-            if change.handled is not None:
-                consumer, event_id = change.handled
-                if not await db.inbox_claim(self._db, session, consumer, event_id, now):
-                    raise AlreadyHandledError(event_id)
-            if change.idempotency is not None:
-                k = change.idempotency
-                if not await db.remember_idempotent(
-                    self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
-                ):
-                    raise DuplicateRequestError(k.request_id)
             for claim in change.completed:
                 await self._complete(session, claim)
             for promise, expected in change.saves:
@@ -329,9 +315,8 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
                 await self._profiles.delete_many(
                     {"_id": {"$in": builtins.list(change.forgotten_profiles)}}, session=session
                 )
-            await db.append_outbox(self._db, session, events)
 
-        await db.run_transaction(self._client, write)
+        await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
 
     async def _complete(self, session: db.Session, claim: Claim) -> None:
         r = claim.delivery

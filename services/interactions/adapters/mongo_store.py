@@ -19,10 +19,8 @@ from interactions.adapters.documents import from_document, to_document
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
 from interactions.ports import (
-    AlreadyHandledError,
     Change,
     ContactGoneError,
-    DuplicateRequestError,
     TimelineFilter,
     VersionConflictError,
 )
@@ -140,21 +138,9 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
-        # Encoded before the transaction: a retried attempt must write the very same events.
         events = [self._encode(e) for e in change.events]
-        now = self._clock.now()
 
         async def write(session: db.Session) -> None:
-            if change.handled is not None:
-                consumer, event_id = change.handled
-                if not await db.inbox_claim(self._db, session, consumer, event_id, now):
-                    raise AlreadyHandledError(event_id)
-            if change.idempotency is not None:
-                k = change.idempotency
-                if not await db.remember_idempotent(
-                    self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
-                ):
-                    raise DuplicateRequestError(k.request_id)
             if change.live_contact:
                 await self._require_live(session, change.live_contact)
             for c in change.contacts:
@@ -171,9 +157,8 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
                 )
             for interaction, expected in change.saves:
                 await self._save(session, interaction, expected)
-            await db.append_outbox(self._db, session, events)
 
-        await db.run_transaction(self._client, write)
+        await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
 
     async def _require_live(self, session: db.Session, contact_id: str) -> None:
         """A write, not a read: under snapshot isolation a read would not conflict with an
