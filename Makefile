@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BUF := $(VENV)/bin/buf
 STAMP := $(VENV)/.installed
 
-export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen
+export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen:$(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup run test lint proto bench images clean
@@ -20,19 +20,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m promesa.run
+	$(PY) -m devtools.run
 
 test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench
-	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/ruff check services devtools tests bench
+	$(VENV)/bin/ruff format --check services devtools tests bench
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
 proto: setup
-	$(PY) -m promesa.protogen
+	$(PY) -m devtools.protogen
 
 bench: setup
 	$(PY) -m bench

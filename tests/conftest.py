@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from promesa.logging import configure_logging
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,7 +14,7 @@ from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
 from followup.domain.reminders import Outcome, ReminderKind
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 from tests.contacts.conftest import RunningContacts
 from tests.followup.conftest import (
     RecordingNotifier,

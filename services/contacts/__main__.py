@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contacts.bootstrap import build
 from contacts.settings import ContactsSettings
-from promesa.entry import serve
+from promesa.runtime import serve
 
 if __name__ == "__main__":
     serve("contacts", ContactsSettings.from_env, build)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from followup.bootstrap import build
 from followup.settings import FollowupSettings
-from promesa.entry import serve
+from promesa.runtime import serve
 
 if __name__ == "__main__":
     serve("followup", FollowupSettings.from_env, build)

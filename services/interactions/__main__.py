@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from interactions.bootstrap import build
 from interactions.settings import InteractionsSettings
-from promesa.entry import serve
+from promesa.runtime import serve
 
 if __name__ == "__main__":
     serve("interactions", InteractionsSettings.from_env, build)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextvars
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from promesa.errors import PermissionDeniedError
+from promesa.errors import PermissionDeniedError, UnauthenticatedError
 
 
 class Role(enum.StrEnum):
@@ -32,20 +33,33 @@ class Identity:
             )
 
 
-SYSTEM = Identity("system", Role.SERVICE)
-_current: contextvars.ContextVar[Identity] = contextvars.ContextVar("identity", default=SYSTEM)
+# No default: a path that binds nobody (a call that skipped the interceptor, a task started
+# outside any worker) has no identity and is refused, rather than acting as someone powerful.
+_current: contextvars.ContextVar[Identity] = contextvars.ContextVar("identity")
 
 
 def current_identity() -> Identity:
-    return _current.get()
+    """The caller bound for this call or this background job; fails closed when none is."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise UnauthenticatedError("no caller identity is bound: access refused") from None
 
 
-def bind_identity(identity: Identity) -> contextvars.Token[Identity]:
-    return _current.set(identity)
+@contextmanager
+def acting_as(identity: Identity) -> Iterator[Identity]:
+    """Binds an identity for the duration of a call (the interceptor) or of one unit of
+    background work (a consumer's event, a sweep, a scheduler tick)."""
+    token = _current.set(identity)
+    try:
+        yield identity
+    finally:
+        _current.reset(token)
 
 
-def reset_identity(token: contextvars.Token[Identity]) -> None:
-    _current.reset(token)
+def worker_identity(service: str, worker: str) -> Identity:
+    """The named identity of a service's own background work, recorded on what it writes."""
+    return Identity(f"{service}/{worker}", Role.SERVICE)
 
 
 def parse_tokens(spec: str) -> Mapping[str, Identity]:

@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from promesa import metrics
+from promesa.auth import acting_as, worker_identity
 from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
 
 log = structlog.get_logger(__name__)
@@ -149,6 +150,7 @@ class DurableConsumer:
         self._max_deliver = max_deliver
         self._batch = batch
         self._stopping = asyncio.Event()
+        self._identity = worker_identity(service, durable)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -210,7 +212,7 @@ class DurableConsumer:
         bound = structlog.contextvars.bound_contextvars(
             event_id=event.event_id, event_type=event.type, consumer=self._durable
         )
-        with bound:
+        with bound, acting_as(self._identity):
             if delivery > 1:
                 metrics.EVENTS_REDELIVERED.labels(self._service, self._durable).inc()
             try:

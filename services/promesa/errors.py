@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+# A caller learns every mistake at once, but not a thousand of them: past this many the
+# answer says how many more there are. Together with the clipping at the gRPC edge this
+# keeps every error trailer far below the 8 KB that some clients (grpc-js) accept.
+MAX_VIOLATIONS = 20
+MAX_DESCRIPTION = 200
 
 
 @dataclass(frozen=True)
@@ -22,15 +29,27 @@ class InvalidArgumentError(PromesaError):
     """The request breaks a rule on one or more fields; nothing was written."""
 
     def __init__(self, violations: Iterable[FieldViolation]) -> None:
-        self.violations = tuple(violations)
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+        found = list(violations)
+        kept = [
+            FieldViolation(v.field[:MAX_DESCRIPTION], clip(v.description, MAX_DESCRIPTION))
+            for v in found[:MAX_VIOLATIONS]
+        ]
+        if len(found) > MAX_VIOLATIONS:
+            more = len(found) - MAX_VIOLATIONS
+            kept.append(FieldViolation("", f"and {more} more violations of the same request"))
+        self.violations = tuple(kept)
+        first = "; ".join(f"{v.field}: {v.description}" for v in self.violations[:3])
+        rest = len(self.violations) - 3
+        super().__init__(
+            first + (f"; and {rest} more (see the field violations)" if rest > 0 else "")
+        )
 
 
 class NotFoundError(PromesaError):
     def __init__(self, resource: str, resource_id: str) -> None:
         self.resource = resource
         self.resource_id = resource_id
-        super().__init__(f"{resource} {resource_id!r} not found")
+        super().__init__(f"{resource} {clip(resource_id, 100)!r} not found")
 
 
 class AlreadyExistsError(PromesaError):
@@ -48,6 +67,14 @@ class StaleEtagError(PromesaError):
         super().__init__(f"{resource} {resource_id!r} has changed since it was read (stale etag)")
 
 
+class ContentionError(PromesaError):
+    """Concurrent writers kept changing the resource while the request was applied; the
+    request changed nothing and may simply be sent again (ABORTED, as AIP-193 says)."""
+
+    def __init__(self, resource: str, resource_id: str) -> None:
+        super().__init__(f"{resource} {resource_id!r} kept changing; try again")
+
+
 class FailedPreconditionError(PromesaError):
     """The request is well formed but the resource is not in a state that allows it."""
 
@@ -58,6 +85,18 @@ class UnauthenticatedError(PromesaError):
 
 class PermissionDeniedError(PromesaError):
     pass
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters: a message never echoes a caller's megabyte back."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def control_characters(text: str, *, line_breaks: bool = False) -> bool:
+    """True when the text holds a control character (NUL, escape, …); line breaks and tabs
+    are allowed where the text is free prose (notes, summaries)."""
+    allowed = "\n\r\t" if line_breaks else ""
+    return any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text)
 
 
 class Violations:
@@ -74,11 +113,18 @@ class Violations:
             self.add(field, description)
         return ok
 
-    def text(self, field: str, value: str, limit: int) -> str:
-        """The value without surrounding blanks, with a violation when it is over the limit."""
+    def text(self, field: str, value: str, limit: int, *, line_breaks: bool = False) -> str:
+        """The value without surrounding blanks; a violation when it is over the limit or holds
+        control characters (line breaks only where `line_breaks` says so)."""
         value = value.strip()
         self.check(len(value) <= limit, field, f"must be at most {limit} characters")
+        if control_characters(value, line_breaks=line_breaks):
+            what = "control characters" + (" other than line breaks" if line_breaks else "")
+            self.add(field, f"must not contain {what}")
         return value
+
+    def extend(self, violations: Iterable[FieldViolation]) -> None:
+        self._items.extend(violations)
 
     def __bool__(self) -> bool:
         return bool(self._items)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 CONTENT_TYPE = "application/protobuf"
 NATS_MSG_ID = "Nats-Msg-Id"
@@ -33,6 +34,37 @@ class OutgoingEvent:
             "content-type": CONTENT_TYPE,
             NATS_MSG_ID: self.event_id,
         }
+
+    def row(self) -> dict[str, Any]:
+        """The outbox row (SQLite) or document (MongoDB) that keeps this event until sent."""
+        return {
+            "event_id": self.event_id,
+            "subject": self.subject,
+            "type": self.type,
+            "source": self.source,
+            "time": self.time.isoformat(),
+            "ce_subject": self.ce_subject,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_row(cls, row: Row) -> OutgoingEvent:
+        """The event again, from what `row()` stored, whatever the backend."""
+        return cls(
+            event_id=row["event_id"],
+            subject=row["subject"],
+            type=row["type"],
+            source=row["source"],
+            time=datetime.fromisoformat(row["time"]),
+            ce_subject=row["ce_subject"],
+            data=bytes(row["data"]),
+        )
+
+
+class Row(Protocol):
+    """A stored row read by column name: sqlite3.Row or a MongoDB document."""
+
+    def __getitem__(self, key: str) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,16 @@ from grpc_status import rpc_status
 
 from promesa import errors
 
+# The message travels twice (grpc-message and inside grpc-status-details-bin): clipped, so
+# with the capped field violations every error trailer stays well under 8 KB.
+MAX_MESSAGE = 1000
+
 _CODES: list[tuple[type[errors.PromesaError], grpc.StatusCode]] = [
     (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.StaleEtagError, grpc.StatusCode.ABORTED),
+    (errors.ContentionError, grpc.StatusCode.ABORTED),
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
@@ -45,13 +50,16 @@ def to_status(exc: errors.PromesaError) -> grpc.Status:
         details.append(
             _pack(
                 error_details_pb2.ResourceInfo(
-                    resource_type=exc.resource, resource_name=exc.resource_id
+                    resource_type=exc.resource, resource_name=errors.clip(exc.resource_id, 100)
                 )
             )
         )
     elif isinstance(exc, errors.AlreadyExistsError):
-        details.append(_pack(error_details_pb2.ResourceInfo(resource_name=exc.existing_id)))
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(exc), details=details)
+        details.append(
+            _pack(error_details_pb2.ResourceInfo(resource_name=errors.clip(exc.existing_id, 100)))
+        )
+    message = errors.clip(str(exc), MAX_MESSAGE)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return rpc_status.to_status(status)
 
 

@@ -12,7 +12,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from promesa import errors, metrics
-from promesa.auth import Identity, bind_identity, reset_identity
+from promesa.auth import Identity, acting_as
 from promesa.grpc_errors import status_code_for, to_status
 from promesa.ids import new_id
 
@@ -81,19 +81,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     async def _guard(self, method: str, context: Context) -> AsyncIterator[None]:
         """Around every call: ids bound for logs, the caller identified, errors mapped."""
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        request_id = metadata.get("x-request-id") or new_id()
+        request_id = errors.clip(metadata.get("x-request-id", ""), 100) or new_id()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
             try:
-                token = bind_identity(self._identify(metadata))
-                try:
+                with acting_as(self._identify(metadata)):
                     yield
-                finally:
-                    reset_identity(token)
             except errors.PromesaError as exc:
                 code = status_code_for(exc)
-                log.info("rpc_refused", code=code.name, reason=str(exc))
+                log.info("rpc_refused", code=code.name, reason=errors.clip(str(exc), 300))
                 await context.abort_with_status(to_status(exc))
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN

@@ -204,19 +204,7 @@ async def append_outbox(db: Database, session: Session, events: Sequence[Outgoin
     assert counter is not None
     first = int(counter["seq"]) - len(fresh) + 1
     await outbox.insert_many(
-        [
-            {
-                "_id": first + i,
-                "event_id": e.event_id,
-                "subject": e.subject,
-                "type": e.type,
-                "source": e.source,
-                "time": to_iso(e.time),
-                "ce_subject": e.ce_subject,
-                "data": e.data,
-            }
-            for i, e in enumerate(fresh)
-        ],
+        [{"_id": first + i, **e.row()} for i, e in enumerate(fresh)],
         ordered=True,
         session=session,
     )
@@ -227,21 +215,7 @@ async def pending_outbox(db: Database, limit: int) -> list[tuple[int, OutgoingEv
     if limit <= 0:
         return []
     rows = await db[OUTBOX].find({}).sort("_id", ASCENDING).limit(limit).to_list()
-    return [
-        (
-            int(r["_id"]),
-            OutgoingEvent(
-                event_id=r["event_id"],
-                subject=r["subject"],
-                type=r["type"],
-                source=r["source"],
-                time=datetime.fromisoformat(r["time"]),
-                ce_subject=r["ce_subject"],
-                data=bytes(r["data"]),
-            ),
-        )
-        for r in rows
-    ]
+    return [(int(r["_id"]), OutgoingEvent.from_row(r)) for r in rows]
 
 
 async def delete_outbox(db: Database, seqs: Sequence[int]) -> None:

@@ -9,7 +9,13 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from promesa import mongo as db
 from promesa.clock import Clock
 from promesa.events import IncomingEvent, OutgoingEvent
-from promesa.storage import AlreadyHandledError, DuplicateRequestError, IdempotencyKey
+from promesa.storage import (
+    AlreadyHandledError,
+    DuplicateRequestError,
+    IdempotencyKey,
+    InboxKey,
+    VersionConflictError,
+)
 
 E = TypeVar("E")
 
@@ -67,7 +73,7 @@ class MongoStore(Generic[E]):
         events: Sequence[OutgoingEvent],
         apply: Callable[[db.Session], Awaitable[None]],
         *,
-        handled: tuple[str, str] | None = None,
+        handled: InboxKey | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> None:
         """One transaction: the inbox row first (AlreadyHandledError), the idempotency key
@@ -77,9 +83,9 @@ class MongoStore(Generic[E]):
 
         async def write(session: db.Session) -> None:
             if handled is not None and not await db.inbox_claim(
-                self._db, session, handled[0], handled[1], now
+                self._db, session, handled.consumer, handled.event_id, now
             ):
-                raise AlreadyHandledError(handled[1])
+                raise AlreadyHandledError(handled.event_id)
             k = idempotency
             if k is not None and not await db.remember_idempotent(
                 self._db, session, k.request_id, k.operation, k.resource_id, k.fingerprint
@@ -89,6 +95,30 @@ class MongoStore(Generic[E]):
             await db.append_outbox(self._db, session, events)
 
         await db.run_transaction(self._client, write)
+
+    @staticmethod
+    async def _save_versioned(
+        collection: db.Collection,
+        session: db.Session,
+        resource_id: str,
+        doc: db.Document,
+        expected: int,
+    ) -> None:
+        """Inserts a new resource (`expected` 0) or replaces the version it was read at;
+        VersionConflictError when the id exists already or another writer got there first.
+        An upsert rather than an insert, so a clash does not abort the transaction."""
+        if expected == 0:
+            inserted = await collection.update_one(
+                {"_id": resource_id}, {"$setOnInsert": doc}, upsert=True, session=session
+            )
+            if inserted.upserted_id is None:
+                raise VersionConflictError(resource_id)
+            return
+        replaced = await collection.replace_one(
+            {"_id": resource_id, "version": expected}, doc, session=session
+        )
+        if replaced.matched_count != 1:
+            raise VersionConflictError(resource_id)
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None:
         row = await db.find_request(self._db, request_id)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import grpc
 import structlog
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from promesa.bus import EventBus, StreamSpec
 from promesa.interceptors import CallInterceptor
+from promesa.logging import configure_logging
 from promesa.metrics import serve_metrics
 from promesa.outbox import OutboxRelay
-from promesa.settings import CommonSettings
+from promesa.settings import CommonSettings, ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +43,6 @@ class ServiceParts:
     stream: StreamSpec
     workers: Sequence[Worker] = ()
     close_store: Callable[[], Awaitable[None]] | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Runtime:
@@ -124,3 +126,36 @@ class Runtime:
         await stopping.wait()
         log.info("service_stopping")
         await self.stop()
+
+
+class Application(Protocol):
+    """What a composition root returns: its runtime, beside the parts it wired (typed, by
+    name, for tests and tools)."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+
+class HasCommon(Protocol):
+    @property
+    def common(self) -> CommonSettings: ...
+
+
+S = TypeVar("S", bound=HasCommon)
+
+
+def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Application]]) -> None:
+    """The body of every service's `__main__`: settings from the environment (exit 2 with a
+    message naming the variable when they are bad), logging, then serve until signalled."""
+
+    async def main() -> None:
+        try:
+            settings = load()
+        except ConfigError as exc:
+            print(f"{name}: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        configure_logging(settings.common.log_level, name)
+        app = await build(settings)
+        await app.runtime.serve_until_signalled()
+
+    uvloop.run(main())

@@ -80,11 +80,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def append_outbox(conn: sqlite3.Connection, events: Sequence[OutgoingEvent]) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO outbox (event_id, subject, type, source, time, ce_subject, data)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (e.event_id, e.subject, e.type, e.source, e.time.isoformat(), e.ce_subject, e.data)
-            for e in events
-        ],
+        " VALUES (:event_id, :subject, :type, :source, :time, :ce_subject, :data)",
+        [e.row() for e in events],
     )
 
 
@@ -94,21 +91,7 @@ def pending_outbox(conn: sqlite3.Connection, limit: int) -> list[tuple[int, Outg
         " ORDER BY seq LIMIT ?",
         (limit,),
     ).fetchall()
-    return [
-        (
-            r["seq"],
-            OutgoingEvent(
-                event_id=r["event_id"],
-                subject=r["subject"],
-                type=r["type"],
-                source=r["source"],
-                time=datetime.fromisoformat(r["time"]),
-                ce_subject=r["ce_subject"],
-                data=bytes(r["data"]),
-            ),
-        )
-        for r in rows
-    ]
+    return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 
 
 def delete_outbox(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:

@@ -4,14 +4,20 @@ row and idempotency key, and the outbox and dead-letter methods the relay and co
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.events import IncomingEvent, OutgoingEvent
-from promesa.storage import AlreadyHandledError, DuplicateRequestError, IdempotencyKey
+from promesa.storage import (
+    AlreadyHandledError,
+    DuplicateRequestError,
+    IdempotencyKey,
+    InboxKey,
+    VersionConflictError,
+)
 
 
 class SqliteStore:
@@ -27,7 +33,7 @@ class SqliteStore:
         self,
         events: Sequence[OutgoingEvent] = (),
         *,
-        handled: tuple[str, str] | None = None,
+        handled: InboxKey | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Iterator[sqlite3.Connection]:
         """One transaction: the inbox row first (AlreadyHandledError), the idempotency key
@@ -35,9 +41,9 @@ class SqliteStore:
         conn = self._conn
         with db.transaction(conn):
             if handled is not None and not db.inbox_claim(
-                conn, handled[0], handled[1], self._clock.now()
+                conn, handled.consumer, handled.event_id, self._clock.now()
             ):
-                raise AlreadyHandledError(handled[1])
+                raise AlreadyHandledError(handled.event_id)
             if idempotency is not None:
                 k = idempotency
                 try:
@@ -48,6 +54,29 @@ class SqliteStore:
                     raise DuplicateRequestError(k.request_id) from None
             yield conn
             db.append_outbox(conn, events)
+
+    @staticmethod
+    def _save_versioned(
+        conn: sqlite3.Connection, table: str, row: Mapping[str, object], expected: int
+    ) -> None:
+        """Inserts a new resource (`expected` 0) or updates the version it was read at;
+        VersionConflictError when the id exists already or another writer got there first.
+        `row` names every column, `id` and `version` among them."""
+        if expected == 0:
+            columns = ", ".join(row)
+            marks = ", ".join(f":{c}" for c in row)
+            try:
+                conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", row)
+            except sqlite3.IntegrityError:
+                raise VersionConflictError(str(row["id"])) from None
+            return
+        assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
+        cur = conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE id = :id AND version = :expected_version",
+            {**row, "expected_version": expected},
+        )
+        if cur.rowcount != 1:
+            raise VersionConflictError(str(row["id"]))
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None:
         row = self._conn.execute(

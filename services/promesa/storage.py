@@ -15,6 +15,15 @@ class IdempotencyKey:
     resource_id: str
 
 
+@dataclass(frozen=True)
+class InboxKey:
+    """The inbox row of an event a consumer handled: written with the effect, so a redelivered
+    event is recognised and changes nothing."""
+
+    consumer: str
+    event_id: str
+
+
 class VersionConflictError(Exception):
     """The resource changed since it was read (or, for a new one, its id exists already)."""
 

@@ -8,12 +8,19 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from promesa.auth import acting_as, worker_identity
+
 log = structlog.get_logger(__name__)
 
 
 class Periodic:
-    def __init__(self, name: str, job: Callable[[], Awaitable[object]], interval: float) -> None:
+    """Runs `job` every `interval` seconds as the service's own named identity."""
+
+    def __init__(
+        self, service: str, name: str, job: Callable[[], Awaitable[object]], interval: float
+    ) -> None:
         self.name = name
+        self._identity = worker_identity(service, name)
         self._job = job
         self._interval = interval
         self._stopping = asyncio.Event()
@@ -28,7 +35,8 @@ class Periodic:
         while not self._stopping.is_set():
             started = loop.time()
             try:
-                await self._job()
+                with acting_as(self._identity):
+                    await self._job()
             except Exception:
                 log.exception("periodic_job_failed", job=self.name)
             wait = max(0.0, self._interval - (loop.time() - started))

@@ -16,7 +16,7 @@ from contacts.usecases import ContactBook
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 from promesa.runtime import Runtime
 from promesa.settings import Env
 from tests.support import TOKENS

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from google.protobuf.descriptor import Descriptor, FileDescriptor
 
-from promesa import protogen
+from devtools import protogen
 
 REPO_ROOT = protogen.REPO_ROOT
 BUF = Path(sys.executable).parent / "buf"  # from the PyPI package buf-bin

@@ -26,7 +26,7 @@ from followup.settings import FollowupSettings
 from followup.usecases import PromiseLedger
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer, free_port
+from devtools.natsserver import NatsServer, free_port
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env

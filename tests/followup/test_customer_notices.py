@@ -26,7 +26,7 @@ from followup.adapters.contacts_client import GrpcContactDirectory
 from followup.domain.model import Channel
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer, free_port
+from devtools.natsserver import NatsServer, free_port
 from promesa.protos import to_timestamp
 from tests.contacts import conftest as contacts_fixtures
 from tests.contacts.conftest import RunningContacts

@@ -24,7 +24,7 @@ from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.ports import Claim
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
 from promesa.clock import ManualClock
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 from tests.followup.conftest import (
     Mailbox,
     RecordingNotifier,

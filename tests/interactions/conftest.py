@@ -24,7 +24,7 @@ from promesa.bus import CONTACTS_STREAM, EventBus
 from promesa.clock import ManualClock
 from promesa.codec import outgoing
 from promesa.ids import new_id
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env

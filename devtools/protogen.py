@@ -1,6 +1,6 @@
 """Generates the Python code for every proto under protos/ into gen/, its one home.
 
-Run it with ``python -m promesa.protogen`` (or ``make proto``). The output is deterministic,
+Run it with ``python -m devtools.protogen`` (or ``make proto``). The output is deterministic,
 so a test can regenerate into a temporary directory and compare it with gen/ byte for byte.
 """
 
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = REPO_ROOT / "protos"
 GEN_ROOT = REPO_ROOT / "gen"
 # Top-level package of the generated code; main() replaces this directory as a whole.

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from promesa.natsserver import NatsServer
+from devtools.natsserver import NatsServer
 
 SERVICES = {"contacts": (50051, 9101), "interactions": (50052, 9102), "followup": (50053, 9103)}
 DEV_TOKENS = (
