@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from promesa.auth import Identity, parse_tokens
@@ -85,6 +86,7 @@ class CommonSettings:
     consumer_ack_wait_seconds: float
     consumer_max_deliver: int
     relay_batch_size: int
+    promise_horizon: timedelta  # how far ahead a promise may be due
 
     @classmethod
     def from_env(
@@ -126,4 +128,7 @@ class CommonSettings:
             ),
             consumer_max_deliver=env.integer("CRM_CONSUMER_MAX_DELIVER", 5, minimum=1, maximum=100),
             relay_batch_size=env.integer("CRM_RELAY_BATCH_SIZE", 500, minimum=1, maximum=10_000),
+            promise_horizon=timedelta(
+                days=env.integer("CRM_PROMISE_HORIZON_DAYS", 1826, minimum=1, maximum=36_500)
+            ),
         )
