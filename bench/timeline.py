@@ -37,13 +37,14 @@ from interactions.domain.model import (
     InteractionDetails,
     InteractionType,
     KnownContact,
+    PromiseInInteraction,
     PromiseKind,
-    PromiseMade,
 )
 from interactions.ports import Change, TimelineFilter
 from promesa import sqlite as db
 from promesa.clock import ManualClock
 from promesa.ids import derived_id, new_id
+from promesa.pagination import Cursor
 
 HOT_CONTACT = "seed-contact-hot"
 CONTACT_POOL = 100_000  # the other seeded touches are spread over this many contacts
@@ -88,9 +89,9 @@ def _seeded(i: int, contact_id: str) -> Interaction:
     """The i-th seeded touch; every third one made a promise, as the timeline of a CRM does."""
     at = SEED_EPOCH + i * SEED_SPACING
     interaction_id = new_id()
-    promises: tuple[PromiseMade, ...] = ()
+    promises: tuple[PromiseInInteraction, ...] = ()
     if i % 3 == 0:
-        promise = PromiseMade(
+        promise = PromiseInInteraction(
             id=derived_id(interaction_id, "0"),
             text="Call back with the delivery date",
             due_at=at + PROMISE_DUE_WITHIN,
@@ -264,7 +265,8 @@ async def _store_pages(path: Path, sizes: TimelineSizes) -> PageTimes:
     size = sizes.page_size
 
     async def fetch(after: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
-        rows = await store.timeline(timeline, after, size + 1)
+        cursor = Cursor(*after) if after else None
+        rows = await store.timeline(timeline, cursor, size + 1)
         if len(rows) <= size:
             return None
         last = rows[size - 1]

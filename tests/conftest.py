@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from promesa.logging import configure_logging
 from devtools.natsserver import NatsServer
+from promesa.logging import configure_logging
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,9 +12,9 @@ import pytest
 
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
+from devtools.natsserver import NatsServer
 from followup.domain.reminders import Outcome, ReminderKind
 from promesa.clock import ManualClock
-from devtools.natsserver import NatsServer
 from tests.contacts.conftest import RunningContacts
 from tests.followup.conftest import (
     RecordingNotifier,

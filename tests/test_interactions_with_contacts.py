@@ -71,7 +71,7 @@ async def test_a_purchase_wins_back_a_customer_the_sweep_made_inactive(
 
     # Given the active window passes without a purchase and the sweep runs,
     clock.advance(timedelta(days=91))
-    assert await contacts_service.book.sweep_inactive() == 1
+    assert await contacts_service.app.reactions.sweep_inactive() == 1
     await contact_where(contacts_service, contact_id, contact_pb2.LIFECYCLE_STATUS_INACTIVE)
 
     # when the customer buys again,

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from contacts.adapters import event_codec
 from contacts.adapters.sqlite_store import SqliteContactStore
 from contacts.entrypoints import interactions_consumer
 from contacts.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
 from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
-from contacts.usecases import ContactBook
+from contacts.usecases import ContactCommands, ContactQueries, ContactReactions
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
 from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts
+from promesa.usecases import Writes
 from promesa.workers import Periodic
+
+
+@dataclass(frozen=True)
+class ContactsApp:
+    """The running service and the parts it was wired from, by name."""
+
+    runtime: Runtime
+    store: ContactStore
+    commands: ContactCommands
+    queries: ContactQueries
+    reactions: ContactReactions
 
 
 async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
@@ -31,42 +45,47 @@ async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
     )
 
 
-async def build(settings: ContactsSettings, clock: Clock | None = None) -> Runtime:
-    """Connects to NATS and the store; nothing connects at import."""
+async def build(settings: ContactsSettings, clock: Clock | None = None) -> ContactsApp:
+    """Opens the store and connects to NATS; nothing connects at import."""
     clock = clock or SystemClock()
     common = settings.common
+    store = await open_store(settings, clock)
     bus = EventBus(common.nats_url, name="contacts")
     await bus.connect()
-    store = await open_store(settings, clock)
     relay = OutboxRelay(store, bus, service="contacts", batch_size=common.relay_batch_size)
-    book = ContactBook(
+    writes = Writes(store, relay.notify)
+    queries = ContactQueries(store, default_phone_region=settings.default_phone_region)
+    commands = ContactCommands(
         store,
+        writes,
         clock,
         active_window=settings.active_window,
         default_phone_region=settings.default_phone_region,
-        on_commit=relay.notify,
     )
+    reactions = ContactReactions(store, writes, clock, active_window=settings.active_window)
     consumer = DurableConsumer(
         bus,
         service="contacts",
         stream=INTERACTIONS_STREAM,
         durable=interactions_consumer.CONSUMER,
         filter_subjects=interactions_consumer.SUBJECTS,
-        handler=interactions_consumer.InteractionsHandler(book),
+        handler=interactions_consumer.InteractionsHandler(reactions),
         dead_letters=store.record_dead_letter,
         ack_wait=common.consumer_ack_wait_seconds,
         max_deliver=common.consumer_max_deliver,
     )
-    sweep = Periodic("inactive_sweep", book.sweep_inactive, settings.sweep_interval_seconds)
+    sweep = Periodic(
+        "contacts", "inactive_sweep", reactions.sweep_inactive, settings.sweep_interval_seconds
+    )
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register=lambda server: contacts_grpc.add_ContactsServiceServicer_to_server(
-            ContactsServicer(book), server
+            ContactsServicer(commands, queries), server
         ),
         relay=relay,
         stream=CONTACTS_STREAM,
         workers=[consumer, sweep],
         close_store=store.close,
-        extra={"book": book, "store": store},
     )
-    return Runtime(common, bus, parts)
+    runtime = Runtime(common, bus, parts)
+    return ContactsApp(runtime, store, commands, queries, reactions)

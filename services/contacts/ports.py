@@ -11,18 +11,14 @@ from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, ContactKind, Lifecycle, Relationship
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
-from promesa.storage import (
-    AlreadyHandledError,
-    DuplicateRequestError,
-    IdempotencyKey,
-    VersionConflictError,
-)
+from promesa.pagination import Cursor
+from promesa.storage import IdempotencyKey, InboxKey
 
 
 @dataclass(frozen=True)
 class ContactFilter:
-    """Filters of ListContacts; None or empty matches everything. Erased and merged-away
-    contacts never match."""
+    """Filters of ListContacts, normalised (a tag in lower case); None or empty matches
+    everything. Erased and merged-away contacts never match."""
 
     status: Lifecycle | None = None
     owner_id: str = ""
@@ -31,6 +27,16 @@ class ContactFilter:
     kind: ContactKind | None = None
     relationship: Relationship | None = None
     updated_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ContactSearch:
+    """Criteria of SearchContacts, normalised (a lower-case name prefix, an email in lower
+    case, a phone in E.164); every given one must match."""
+
+    name_prefix: str = ""
+    email: str = ""
+    phone: str = ""
 
 
 @dataclass
@@ -44,7 +50,7 @@ class Change:
     saves: list[tuple[Contact, int]] = field(default_factory=list)
     events: list[ContactEvent] = field(default_factory=list)
     idempotency: IdempotencyKey | None = None
-    handled: tuple[str, str] | None = None  # (consumer, event id)
+    handled: InboxKey | None = None
 
 
 class EmailTakenError(Exception):
@@ -56,18 +62,6 @@ class EmailTakenError(Exception):
         super().__init__(email)
 
 
-__all__ = [
-    "AlreadyHandledError",
-    "Change",
-    "ContactFilter",
-    "ContactStore",
-    "DuplicateRequestError",
-    "EmailTakenError",
-    "IdempotencyKey",
-    "VersionConflictError",
-]
-
-
 class ContactStore(OutboxStore, Protocol):
     async def get(self, contact_id: str) -> Contact | None: ...
 
@@ -77,16 +71,12 @@ class ContactStore(OutboxStore, Protocol):
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
 
-    async def list(
-        self, f: ContactFilter, after: tuple[str, str] | None, limit: int
-    ) -> Sequence[Contact]:
+    async def list(self, f: ContactFilter, after: Cursor | None, limit: int) -> Sequence[Contact]:
         """Live contacts matching f, ordered by (created_at, id), after the cursor."""
         ...
 
-    async def search(
-        self, name_prefix: str, email: str, phone: str, after: str | None, limit: int
-    ) -> Sequence[Contact]:
-        """Live contacts matching every given criterion, ordered by id, after the cursor."""
+    async def search(self, q: ContactSearch, after: Cursor | None, limit: int) -> Sequence[Contact]:
+        """Live contacts matching every given criterion, ordered by id, after the cursor's id."""
         ...
 
     async def lapsed(self, purchased_before: datetime, limit: int) -> Sequence[Contact]:
@@ -97,7 +87,7 @@ class ContactStore(OutboxStore, Protocol):
         """Atomically: saves, email index, events to the outbox, idempotency key, inbox row.
 
         Raises VersionConflictError, EmailTakenError, DuplicateRequestError or
-        AlreadyHandledError and writes nothing.
+        AlreadyHandledError (promesa.storage) and writes nothing.
         """
         ...
 

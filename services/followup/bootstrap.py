@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 
@@ -20,7 +21,8 @@ from followup.noticing import CustomerNotifier
 from followup.ports import NoticeChannel, Notifier, PromiseStore
 from followup.reminding import NATS, ReminderScheduler
 from followup.settings import FollowupSettings
-from followup.usecases import PromiseLedger
+from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
+from followup.usecases.planning import PromisePlanner
 from promesa.bus import (
     CONTACTS_STREAM,
     FOLLOWUP_STREAM,
@@ -33,7 +35,12 @@ from promesa.bus import (
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts, Worker
+from promesa.usecases import Writes
 from promesa.workers import Periodic
+
+SERVICE = "followup"
+
+log = structlog.get_logger(__name__)
 
 
 def notifiers_for(settings: FollowupSettings) -> list[Notifier]:
@@ -51,9 +58,6 @@ def notice_channels_for(settings: FollowupSettings) -> list[NoticeChannel]:
     return [EmailNoticeChannel(settings.smtp)] if settings.smtp is not None else []
 
 
-log = structlog.get_logger(__name__)
-
-
 async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
     """The adapter CRM_STORE names; each one implements the same port."""
     common = settings.common
@@ -69,15 +73,29 @@ async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
     )
 
 
+@dataclass(frozen=True)
+class FollowupApp:
+    """The running service and the parts it was wired from, by name (tests and tools)."""
+
+    runtime: Runtime
+    store: PromiseStore
+    commands: PromiseCommands
+    queries: PromiseQueries
+    reactions: PromiseReactions
+    scheduler: ReminderScheduler
+    customer_notifier: CustomerNotifier
+
+
 async def build(
     settings: FollowupSettings,
     clock: Clock | None = None,
     *,
     extra_notifiers: Sequence[Notifier] = (),
-) -> Runtime:
-    """Connects to NATS and opens the store; nothing connects at import. `extra_notifiers`
+) -> FollowupApp:
+    """Opens the store and connects to NATS; nothing connects at import. `extra_notifiers`
     lets tests watch every delivery."""
     clock = clock or SystemClock()
+    common = settings.common
     if "*" not in settings.team_supervisors:
         # Said once at boot: an overdue promise of such a team is never escalated.
         log.warning(
@@ -85,11 +103,12 @@ async def build(
             teams_with_supervisor=sorted(settings.team_supervisors),
             hint="set CRM_TEAM_SUPERVISORS=*=<supervisor_id> so every team's promises escalate",
         )
-    common = settings.common
-    bus = EventBus(common.nats_url, name="followup")
-    await bus.connect()
     store = await open_store(settings, clock)
-    relay = OutboxRelay(store, bus, service="followup", batch_size=common.relay_batch_size)
+    bus = EventBus(common.nats_url, name=SERVICE)
+    await bus.connect()
+    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
+    writes = Writes(store, relay.notify)
+
     notifiers = [*notifiers_for(settings), *extra_notifiers]
     policy = ReminderPolicy(
         escalate_after=settings.escalate_after,
@@ -98,24 +117,28 @@ async def build(
         retry_base=settings.reminder_retry_base,
         notifiers=(NATS, *(n.name for n in notifiers)),
     )
-    ledger = PromiseLedger(
+    planner = PromisePlanner(
+        policy,
+        settings.supervisor_of,
+        max_handoffs=settings.max_handoffs,
+        notify_when_made=settings.customer_notices,
+    )
+    queries = PromiseQueries(store, clock, NatsReminderFeed(bus))
+    commands = PromiseCommands(
+        store, clock, writes, queries, planner, horizon=common.promise_horizon
+    )
+    reactions = PromiseReactions(
         store,
         clock,
-        policy=policy,
-        supervisor_of=settings.supervisor_of,
-        max_handoffs=settings.max_handoffs,
+        writes,
+        planner,
         complaint_resolution=settings.complaint_resolution,
         win_back_within=settings.win_back_within,
-        notify_when_made=settings.customer_notices,
-        on_commit=relay.notify,
     )
+
     contacts = GrpcContactDirectory(settings.contacts_address, settings.service_token)
     customer_notifier = CustomerNotifier(
-        store,
-        clock,
-        contacts=contacts,
-        channels=notice_channels_for(settings),
-        policy=policy,
+        store, clock, contacts=contacts, channels=notice_channels_for(settings), policy=policy
     )
     scheduler = ReminderScheduler(
         store,
@@ -125,7 +148,7 @@ async def build(
         notices=customer_notifier,
         lease=settings.reminder_lease,
         batch=settings.reminder_batch,
-        on_commit=relay.notify,
+        writes=writes,
     )
 
     def consumer(
@@ -133,7 +156,7 @@ async def build(
     ) -> DurableConsumer:
         return DurableConsumer(
             bus,
-            service="followup",
+            service=SERVICE,
             stream=stream,
             durable=durable,
             filter_subjects=subjects,
@@ -148,17 +171,19 @@ async def build(
             INTERACTIONS_STREAM,
             interactions_consumer.CONSUMER,
             interactions_consumer.SUBJECTS,
-            interactions_consumer.InteractionsHandler(ledger),
+            interactions_consumer.InteractionsHandler(reactions),
         ),
         consumer(
             CONTACTS_STREAM,
             contacts_consumer.CONSUMER,
             contacts_consumer.SUBJECTS,
-            contacts_consumer.ContactsHandler(ledger),
+            contacts_consumer.ContactsHandler(reactions),
         ),
-        Periodic("reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds),
+        Periodic(
+            SERVICE, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
+        ),
     ]
-    servicer = FollowupServicer(ledger, clock, NatsReminderFeed(bus))
+    servicer = FollowupServicer(commands, queries, clock)
 
     async def close() -> None:
         """Last in the shutdown sequence: the scheduler has stopped asking for contacts."""
@@ -174,11 +199,13 @@ async def build(
         stream=FOLLOWUP_STREAM,
         workers=workers,
         close_store=close,
-        extra={
-            "ledger": ledger,
-            "store": store,
-            "scheduler": scheduler,
-            "customer_notifier": customer_notifier,
-        },
     )
-    return Runtime(common, bus, parts)
+    return FollowupApp(
+        runtime=Runtime(common, bus, parts),
+        store=store,
+        commands=commands,
+        queries=queries,
+        reactions=reactions,
+        scheduler=scheduler,
+        customer_notifier=customer_notifier,
+    )

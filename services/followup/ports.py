@@ -1,13 +1,15 @@
 """The ports of the follow-up service: its narrow storage port (SQLite and MongoDB adapters),
-the owner-facing notifiers, and what customer notices need (the contacts service, a channel)."""
+the owner-facing notifiers, what customer notices need (the contacts service, a channel), and
+the feed of a user's reminders that StreamReminders follows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from crm.followup.v1 import reminder_pb2
 from followup.domain.contacts import ContactCard, ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Channel, Promise, PromiseKind, Status
@@ -15,7 +17,8 @@ from followup.domain.notices import NoticeMessage
 from followup.domain.reminders import ReminderDelivery
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
-from promesa.storage import IdempotencyKey
+from promesa.pagination import Cursor
+from promesa.storage import IdempotencyKey, InboxKey
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Change:
     profiles: list[ContactPreferences] = field(default_factory=list)
     forgotten_profiles: list[str] = field(default_factory=list)
     idempotency: IdempotencyKey | None = None
-    handled: tuple[str, str] | None = None  # (consumer, event id)
+    handled: InboxKey | None = None
 
 
 class LeaseLostError(Exception):
@@ -73,26 +76,32 @@ class PromiseStore(OutboxStore, Protocol):
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
 
-    async def list(
-        self, f: PromiseFilter, after: tuple[datetime, str] | None, limit: int
-    ) -> Sequence[Promise]:
-        """Matching promises ordered by (due_at, id), after the cursor."""
+    async def list(self, f: PromiseFilter, after: Cursor | None, limit: int) -> Sequence[Promise]:
+        """Matching promises ordered by (due_at, id), after the cursor (its `at` a due time)."""
         ...
 
-    async def of_contact(self, contact_id: str) -> Sequence[Promise]: ...
+    async def of_contact(self, contact_id: str) -> Sequence[Promise]:
+        """Every promise to the contact, whatever its status (erased ones included)."""
+        ...
 
-    async def open_of_kind(self, contact_id: str, kind: PromiseKind) -> Sequence[Promise]: ...
+    async def open_of_kind(self, contact_id: str, kind: PromiseKind) -> Sequence[Promise]:
+        """The contact's promises of this kind that are open or waiting on the customer."""
+        ...
 
     async def made_between(self, start: datetime | None, end: datetime | None) -> Sequence[Promise]:
         """Promises made at or after start and before end; None leaves that side open."""
         ...
 
-    async def profile(self, contact_id: str) -> ContactPreferences | None: ...
+    async def profile(self, contact_id: str) -> ContactPreferences | None:
+        """The contact's preferences as the contacts stream last told them; None when
+        unknown or forgotten."""
+        ...
 
     async def deliveries(
-        self, promise_id: str, owner_id: str, before: tuple[datetime, str] | None, limit: int
+        self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
     ) -> Sequence[ReminderDelivery]:
-        """Reminder deliveries, latest scheduled first, before the cursor."""
+        """Reminder deliveries, latest scheduled first, before the cursor (its `at` a
+        scheduled time); an empty id matches every promise or owner."""
         ...
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Claim]:
@@ -144,3 +153,17 @@ class NoticeChannel(Protocol):
     channel: Channel
 
     async def send(self, notice_id: str, message: NoticeMessage, address: str) -> None: ...
+
+
+class ReminderSubscription(Protocol):
+    """Reminders to one user from the moment of subscribing; iterate, then close."""
+
+    def __aiter__(self) -> AsyncIterator[reminder_pb2.Reminder]: ...
+
+    async def close(self) -> None: ...
+
+
+class ReminderFeed(Protocol):
+    """Reminders addressed to one user, as they are sent, from the moment of subscribing."""
+
+    async def subscribe(self, user_id: str) -> ReminderSubscription: ...

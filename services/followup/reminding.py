@@ -13,7 +13,7 @@ decides and sends them (customer templates and channels, never the owner's notif
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import structlog
@@ -34,6 +34,7 @@ from followup.ports import Change, Claim, LeaseLostError, Notifier, PromiseStore
 from promesa.clock import Clock
 from promesa.ids import new_id
 from promesa.storage import VersionConflictError
+from promesa.usecases import Writes, retry_on_conflict
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +53,10 @@ class ReminderScheduler:
         lease: timedelta = timedelta(seconds=60),
         batch: int = 200,
         concurrency: int = 32,
-        on_commit: Callable[[], None] = lambda: None,
+        writes: Writes[Change] | None = None,
     ) -> None:
+        """`writes` is the service's one write path (it wakes the outbox relay); without it
+        (a benchmark), the store's commit alone."""
         self._store = store
         self._clock = clock
         self._policy = policy
@@ -62,7 +65,7 @@ class ReminderScheduler:
         self._lease = lease
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
-        self._on_commit = on_commit
+        self._writes = writes or Writes(store, lambda: None)
 
     async def tick(self) -> int:
         """Claims one batch of due reminders and delivers them; returns how many completed."""
@@ -75,7 +78,6 @@ class ReminderScheduler:
         done = await asyncio.gather(
             *(self._deliver(c, promises.get(c.delivery.promise_id)) for c in claims)
         )
-        self._on_commit()
         return sum(done)
 
     async def drain(self, rounds: int = 1000) -> int:
@@ -151,20 +153,25 @@ class ReminderScheduler:
         """Commits the delivery record with the promise's consequences (overdue, escalated);
         a concurrent change to the promise is re-read and the consequence applied again."""
         completed = Claim(updated, claim.token)
-        for _ in range(5):
+
+        async def attempt() -> bool:
+            nonlocal promise
             change = Change(completed=[completed], events=list(events))
             if promise is not None and claim.delivery.rounds == 0:
                 self._consequences(claim.delivery, promise, change)
             try:
-                await self._store.commit(change)
+                await self._writes.commit(change)
             except LeaseLostError:
                 log.warning("reminder_lease_lost")
                 return False
             except VersionConflictError:
                 promise = await self._store.get(claim.delivery.promise_id)
-                continue
+                raise
             return True
-        raise RuntimeError(f"promise {claim.delivery.promise_id} kept changing")
+
+        return await retry_on_conflict(
+            attempt, resource="promise", resource_id=claim.delivery.promise_id
+        )
 
     def _consequences(self, r: ReminderDelivery, promise: Promise, change: Change) -> None:
         now = self._clock.now()

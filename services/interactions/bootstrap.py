@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
 from interactions.adapters import event_codec
 from interactions.adapters.sqlite_store import SqliteInteractionStore
@@ -9,11 +11,25 @@ from interactions.entrypoints import contacts_consumer
 from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
-from interactions.usecases import Timeline
+from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
 from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts
+from promesa.usecases import Writes
+
+SERVICE = "interactions"
+
+
+@dataclass(frozen=True)
+class InteractionsApp:
+    """The wired service: its runtime, and the parts tests and tools reach by name."""
+
+    runtime: Runtime
+    store: InteractionStore
+    commands: InteractionCommands
+    queries: InteractionQueries
+    reactions: InteractionReactions
 
 
 async def open_store(settings: InteractionsSettings, clock: Clock) -> InteractionStore:
@@ -31,22 +47,25 @@ async def open_store(settings: InteractionsSettings, clock: Clock) -> Interactio
     )
 
 
-async def build(settings: InteractionsSettings, clock: Clock | None = None) -> Runtime:
+async def build(settings: InteractionsSettings, clock: Clock | None = None) -> InteractionsApp:
     """Opens the store and connects to NATS; nothing connects at import."""
     clock = clock or SystemClock()
     common = settings.common
     store = await open_store(settings, clock)
-    bus = EventBus(common.nats_url, name="interactions")
+    bus = EventBus(common.nats_url, name=SERVICE)
     await bus.connect()
-    relay = OutboxRelay(store, bus, service="interactions", batch_size=common.relay_batch_size)
-    timeline = Timeline(store, clock, on_commit=relay.notify)
+    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
+    writes = Writes(store, relay.notify)
+    queries = InteractionQueries(store)
+    commands = InteractionCommands(store, writes, clock, promise_horizon=common.promise_horizon)
+    reactions = InteractionReactions(store, writes, clock)
     consumer = DurableConsumer(
         bus,
-        service="interactions",
+        service=SERVICE,
         stream=CONTACTS_STREAM,
         durable=contacts_consumer.CONSUMER,
         filter_subjects=contacts_consumer.SUBJECTS,
-        handler=contacts_consumer.ContactsHandler(timeline),
+        handler=contacts_consumer.ContactsHandler(reactions),
         dead_letters=store.record_dead_letter,
         ack_wait=common.consumer_ack_wait_seconds,
         max_deliver=common.consumer_max_deliver,
@@ -54,12 +73,12 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> R
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register=lambda server: interactions_grpc.add_InteractionsServiceServicer_to_server(
-            InteractionsServicer(timeline), server
+            InteractionsServicer(commands, queries), server
         ),
         relay=relay,
         stream=INTERACTIONS_STREAM,
         workers=[consumer],
         close_store=store.close,
-        extra={"timeline": timeline, "store": store},
     )
-    return Runtime(common, bus, parts)
+    runtime = Runtime(common, bus, parts)
+    return InteractionsApp(runtime, store, commands, queries, reactions)

@@ -11,10 +11,12 @@ from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Channel, Interaction, InteractionType, KnownContact
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
+from promesa.pagination import Cursor
 from promesa.storage import (
     AlreadyHandledError,
     DuplicateRequestError,
     IdempotencyKey,
+    InboxKey,
     VersionConflictError,
 )
 
@@ -47,7 +49,7 @@ class Change:
     contacts: list[KnownContact] = field(default_factory=list)
     events: list[InteractionEvent] = field(default_factory=list)
     idempotency: IdempotencyKey | None = None
-    handled: tuple[str, str] | None = None  # (consumer, event id)
+    handled: InboxKey | None = None
     live_contact: str = ""
 
 
@@ -61,10 +63,10 @@ class InteractionStore(OutboxStore, Protocol):
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
 
     async def timeline(
-        self, f: TimelineFilter, after: tuple[datetime, str] | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int
     ) -> Sequence[Interaction]:
         """A contact's interactions matching f, newest first: ordered by (occurred_at, id)
-        descending, strictly after the cursor in that order."""
+        descending, strictly after the cursor (which has an instant) in that order."""
         ...
 
     async def of_contact(
@@ -100,6 +102,7 @@ __all__ = [
     "ContactGoneError",
     "DuplicateRequestError",
     "IdempotencyKey",
+    "InboxKey",
     "InteractionStore",
     "TimelineFilter",
     "VersionConflictError",

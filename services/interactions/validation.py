@@ -1,9 +1,11 @@
-"""Rules for what a caller may record: every violation is collected, values come out normalised."""
+"""The rules on what a caller sends to the interactions service: each function adds what is
+wrong to one collector and returns the values normalised, so a caller learns every mistake at
+once and the use case raises once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from interactions.currencies import ISO_4217_CODES
@@ -15,8 +17,10 @@ from interactions.domain.model import (
     PromiseDraft,
     Purchase,
 )
-from interactions.domain.rules import due_at
+from interactions.ports import TimelineFilter
 from promesa.errors import Violations
+from promesa.instants import EARLIEST, check_due, check_past
+from promesa.usecases import check_request_id
 
 MAX_SUMMARY = 500
 MAX_NOTES = 10_000
@@ -34,6 +38,43 @@ NOT_AMENDABLE = frozenset(
 FUTURE_SKEW = timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class CheckedRecord:
+    """A touch to record, every rule passed: the contact as named, the details and the
+    promise drafts normalised."""
+
+    contact_id: str
+    details: InteractionDetails
+    promises: tuple[PromiseDraft, ...]
+
+
+def required(v: Violations, path: str, value: str, limit: int = MAX_SHORT) -> str:
+    """A text field that must be there (ids above all)."""
+    value = v.text(path, value, limit)
+    v.check(bool(value), path, "must not be empty")
+    return value
+
+
+def validate_record(
+    contact_id: str,
+    request_id: str,
+    draft: InteractionDraft,
+    promises: Sequence[PromiseDraft],
+    v: Violations,
+    now: datetime,
+    horizon: timedelta,
+) -> CheckedRecord | None:
+    """Everything a RecordInteraction must satisfy; None when anything is wrong. `draft` has
+    its defaults (occurred_at, agent, team) filled in already."""
+    check_request_id(request_id, v)
+    contact_id = required(v, "interaction.contact_id", contact_id)
+    details = validate_details(draft, v, now)
+    checked = validate_promises(promises, v, now, draft.occurred_at, horizon)
+    if v or details is None:
+        return None
+    return CheckedRecord(contact_id, details, checked)
+
+
 def validate_details(
     d: InteractionDraft, v: Violations, now: datetime, prefix: str = "interaction"
 ) -> InteractionDetails | None:
@@ -42,21 +83,16 @@ def validate_details(
     v.check(d.channel is not None, f"{prefix}.channel", "must be set")
     if v.check(d.occurred_at is not None, f"{prefix}.occurred_at", "must be set"):
         assert d.occurred_at is not None
-        v.check(
-            d.occurred_at <= now + FUTURE_SKEW,
-            f"{prefix}.occurred_at",
-            f"must not be more than {FUTURE_SKEW.seconds // 60} minutes in the future",
-        )
-    agent_id = v.text(f"{prefix}.agent_id", d.agent_id, MAX_SHORT)
-    v.check(bool(agent_id), f"{prefix}.agent_id", "must not be empty")
+        check_past(v, f"{prefix}.occurred_at", d.occurred_at, now, FUTURE_SKEW)
+    agent_id = required(v, f"{prefix}.agent_id", d.agent_id)
     texts = {
-        name: v.text(f"{prefix}.{name}", getattr(d, name), limit)
-        for name, limit in (
-            ("team", MAX_SHORT),
-            ("summary", MAX_SUMMARY),
-            ("notes", MAX_NOTES),
-            ("outcome", MAX_OUTCOME),
-            ("thread_id", MAX_SHORT),
+        name: v.text(f"{prefix}.{name}", getattr(d, name), limit, line_breaks=prose)
+        for name, limit, prose in (
+            ("team", MAX_SHORT, False),
+            ("summary", MAX_SUMMARY, True),
+            ("notes", MAX_NOTES, True),
+            ("outcome", MAX_OUTCOME, False),
+            ("thread_id", MAX_SHORT, False),
         )
     }
     purchase = _purchase(d, v, prefix)
@@ -82,7 +118,7 @@ def _purchase(d: InteractionDraft, v: Violations, prefix: str) -> Purchase | Non
     if d.purchase is None:
         v.add(path, "a purchase needs an amount and a currency")
         return None
-    currency = d.purchase.currency_code.strip().upper()
+    currency = v.text(f"{path}.currency_code", d.purchase.currency_code, MAX_SHORT).upper()
     v.check(d.purchase.amount_minor > 0, f"{path}.amount_minor", "must be greater than zero")
     v.check(
         currency in ISO_4217_CODES,
@@ -97,29 +133,50 @@ def validate_promises(
     v: Violations,
     now: datetime,
     occurred_at: datetime | None,
+    horizon: timedelta,
     prefix: str = "interaction.promises",
 ) -> tuple[PromiseDraft, ...]:
-    """A promise says what, and is due after now: one already overdue is broken at birth."""
+    """A promise says what, and is due after now (one already overdue is broken at birth) but
+    within the horizon."""
     v.check(len(drafts) <= MAX_PROMISES, prefix, f"at most {MAX_PROMISES} promises")
     checked = []
     for i, p in enumerate(drafts):
         path = f"{prefix}[{i}]"
-        text = v.text(f"{path}.text", p.text, MAX_PROMISE_TEXT)
-        v.check(bool(text), f"{path}.text", "must say what was promised")
+        text = required(v, f"{path}.text", p.text, MAX_PROMISE_TEXT)
         owner_id = v.text(f"{path}.owner_id", p.owner_id, MAX_SHORT)
-        due_field = f"{path}.due_within" if p.due_within is not None else f"{path}.due_at"
-        if p.due_within is not None:
-            v.check(p.due_within > timedelta(0), due_field, "must be a positive time span")
-        try:
-            due = due_at(p, occurred_at or now)
-        except OverflowError:
-            v.add(due_field, "is too far in the future")
+        if p.due_at is not None:
+            check_due(v, f"{path}.due_at", p.due_at, now, horizon)
+        elif p.due_within is not None:
+            _check_span(v, f"{path}.due_within", p.due_within, occurred_at, now, horizon)
         else:
-            if v.check(due is not None, f"{path}.due_at", "give a due_at or a due_within"):
-                assert due is not None
-                v.check(due > now, due_field, "is in the past: a promise must be due later")
+            v.add(f"{path}.due_at", "give a due_at or a due_within")
         checked.append(replace(p, text=text, owner_id=owner_id))
     return tuple(checked)
+
+
+def _check_span(
+    v: Violations,
+    path: str,
+    span: timedelta,
+    occurred_at: datetime | None,
+    now: datetime,
+    horizon: timedelta,
+) -> None:
+    """The due time a span gives, checked only once both of its parts are in range: a span
+    beyond the horizon is refused without adding it, and one counted from an occurred_at that
+    is itself refused says nothing more (that violation is the caller's mistake)."""
+    if span <= timedelta(0):
+        v.add(path, "must be a positive time span")
+    elif span > horizon:
+        v.add(path, f"must be at most {horizon.days} days")
+    elif occurred_at is not None and EARLIEST <= occurred_at <= now + FUTURE_SKEW:
+        check_due(v, path, occurred_at + span, now, horizon)
+
+
+def validate_rating(interaction_id: str, satisfaction: int, v: Violations) -> str:
+    interaction_id = required(v, "id", interaction_id)
+    v.check(1 <= satisfaction <= 5, "satisfaction", "must be from 1 (poor) to 5 (excellent)")
+    return interaction_id
 
 
 def validate_reason(reason: str, v: Violations) -> str:
@@ -133,5 +190,18 @@ def validate_mask(paths: Sequence[str], v: Violations) -> tuple[str, ...]:
     v.check(bool(paths), "update_mask.paths", "must name at least one field")
     for i, path in enumerate(paths):
         why = "cannot be amended" if path in NOT_AMENDABLE else "is not a field of Interaction"
-        v.check(path in AMENDABLE_FIELDS, f"update_mask.paths[{i}]", f"{path!r} {why}")
+        v.check(path in AMENDABLE_FIELDS, f"update_mask.paths[{i}]", f"{path[:100]!r} {why}")
     return tuple(dict.fromkeys(paths))
+
+
+def validate_filter(f: TimelineFilter, v: Violations) -> TimelineFilter:
+    """One contact's timeline, in a window that is not empty."""
+    contact_id = required(v, "contact_id", f.contact_id)
+    agent_id = v.text("agent_id", f.agent_id, MAX_SHORT)
+    if f.occurred_after and f.occurred_before:
+        v.check(
+            f.occurred_after < f.occurred_before,
+            "occurred_before",
+            "must be later than occurred_after",
+        )
+    return replace(f, contact_id=contact_id, agent_id=agent_id)

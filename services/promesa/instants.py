@@ -30,5 +30,11 @@ def check_due(v: Violations, path: str, due: datetime, now: datetime, horizon: t
 
 def _span(delta: timedelta) -> str:
     if delta >= timedelta(days=1):
-        return f"{delta.days} days"
-    return f"{int(delta.total_seconds() // 60)} minutes"
+        return _count(delta.days, "day")
+    if delta >= timedelta(minutes=1):
+        return _count(int(delta.total_seconds() // 60), "minute")
+    return _count(int(delta.total_seconds()), "second")
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"

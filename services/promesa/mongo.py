@@ -25,7 +25,6 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailur
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from promesa.errors import FieldViolation, InvalidArgumentError
 from promesa.events import IncomingEvent, OutgoingEvent
 
 T = TypeVar("T")
@@ -179,7 +178,10 @@ async def append_outbox(db: Database, session: Session, events: Sequence[Outgoin
     emit events. An event id already waiting in the outbox is skipped, like SQLite's
     INSERT OR IGNORE.
     """
-    fresh = list({e.event_id: e for e in events}.values())
+    first_of: dict[str, OutgoingEvent] = {}
+    for e in events:  # the first of two events with one id wins, as SQLite's INSERT OR IGNORE
+        first_of.setdefault(e.event_id, e)
+    fresh = list(first_of.values())
     if not fresh:
         return
     outbox = db[OUTBOX]
@@ -247,20 +249,6 @@ async def inbox_claim(
     return result.upserted_id is not None
 
 
-async def find_idempotent(
-    db: Database, request_id: str, operation: str, fingerprint: str
-) -> str | None:
-    """The resource a request id already produced; a reuse for another request is refused."""
-    row = await db[IDEMPOTENCY].find_one({"_id": request_id})
-    if row is None:
-        return None
-    if row["operation"] != operation or row["fingerprint"] != fingerprint:
-        raise InvalidArgumentError(
-            [FieldViolation("request_id", "was already used for a different request")]
-        )
-    return str(row["resource_id"])
-
-
 async def find_request(db: Database, request_id: str) -> Document | None:
     """The stored idempotency row of a request id (operation, fingerprint, resource_id)."""
     return await db[IDEMPOTENCY].find_one({"_id": request_id})
@@ -316,7 +304,7 @@ async def dead_letters(db: Database) -> list[dict[str, object]]:
     rows = (
         await db[DEAD_LETTERS]
         .find({}, {"data": 0})
-        .sort([("recorded_at", ASCENDING), ("_id", ASCENDING)])
+        .sort("_id", ASCENDING)  # insertion order, as SQLite's rowid
         .to_list()
     )
     keys = ("consumer", "event_id", "subject", "type", "error", "deliveries", "recorded_at")

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from promesa.errors import FieldViolation, InvalidArgumentError
@@ -50,7 +50,7 @@ def query_digest(query: object) -> str:
 
 def encode_token(cursor: Cursor, query: object) -> str:
     payload = {
-        "a": cursor.at.isoformat() if cursor.at is not None else None,
+        "a": cursor.at.astimezone(UTC).isoformat() if cursor.at is not None else None,
         "i": cursor.id,
         "q": query_digest(query),
     }
@@ -68,7 +68,7 @@ def decode_token(token: str, query: object, field: str = "page_token") -> Cursor
         raise invalid
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise invalid from None
     if not isinstance(payload, dict):
         raise invalid
@@ -81,7 +81,8 @@ def decode_token(token: str, query: object, field: str = "page_token") -> Cursor
             instant = datetime.fromisoformat(at) if isinstance(at, str) else None
         except ValueError:
             instant = None
-        if instant is None or instant.tzinfo is None:
+        # We write UTC; any other offset is hand-made (and may not even convert to UTC).
+        if instant is None or instant.utcoffset() != timedelta(0):
             raise invalid
     if digest != query_digest(query):
         raise InvalidArgumentError([FieldViolation(field, "belongs to a query with other filters")])

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from promesa.errors import FieldViolation, InvalidArgumentError
 from promesa.events import IncomingEvent, OutgoingEvent
 
 PLATFORM_SCHEMA = """
@@ -86,6 +85,8 @@ def append_outbox(conn: sqlite3.Connection, events: Sequence[OutgoingEvent]) -> 
 
 
 def pending_outbox(conn: sqlite3.Connection, limit: int) -> list[tuple[int, OutgoingEvent]]:
+    if limit <= 0:
+        return []
     rows = conn.execute(
         "SELECT seq, event_id, subject, type, source, time, ce_subject, data FROM outbox"
         " ORDER BY seq LIMIT ?",
@@ -149,23 +150,6 @@ def dead_letters(conn: sqlite3.Connection) -> list[dict[str, object]]:
         " FROM dead_letters ORDER BY id"
     ).fetchall()
     return [dict(r) for r in rows]
-
-
-def find_idempotent(
-    conn: sqlite3.Connection, request_id: str, operation: str, fingerprint: str
-) -> str | None:
-    """The resource a request id already produced; a reuse for another request is refused."""
-    row = conn.execute(
-        "SELECT operation, resource_id, fingerprint FROM idempotency WHERE request_id = ?",
-        (request_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    if row["operation"] != operation or row["fingerprint"] != fingerprint:
-        raise InvalidArgumentError(
-            [FieldViolation("request_id", "was already used for a different request")]
-        )
-    return str(row["resource_id"])
 
 
 def remember_idempotent(

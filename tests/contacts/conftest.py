@@ -9,14 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from contacts.bootstrap import build
+from contacts.bootstrap import ContactsApp, build
 from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
-from contacts.usecases import ContactBook
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+from devtools.natsserver import NatsServer
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from devtools.natsserver import NatsServer
 from promesa.runtime import Runtime
 from promesa.settings import Env
 from tests.support import TOKENS
@@ -24,21 +23,19 @@ from tests.support import TOKENS
 
 @dataclass
 class RunningContacts:
-    runtime: Runtime
+    app: ContactsApp
     clock: ManualClock
     channel: grpc.aio.Channel
     stub: contacts_grpc.ContactsServiceAsyncStub
     bus: EventBus
 
     @property
-    def book(self) -> ContactBook:
-        book = self.runtime.parts.extra["book"]
-        assert isinstance(book, ContactBook)
-        return book
+    def runtime(self) -> Runtime:
+        return self.app.runtime
 
     @property
     def store(self) -> ContactStore:
-        return self.runtime.parts.extra["store"]  # type: ignore[return-value]
+        return self.app.store
 
 
 def contacts_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
@@ -63,12 +60,12 @@ async def contacts_service(
 ) -> AsyncIterator[RunningContacts]:
     settings = ContactsSettings.from_env(Env(contacts_env(nats_server, tmp_path)))
     clock = ManualClock()
-    runtime = await build(settings, clock)
-    port = await runtime.start()
+    app = await build(settings, clock)
+    port = await app.runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     bus = EventBus(nats_server.url, name="contacts-test")
     await bus.connect()
-    yield RunningContacts(runtime, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
+    yield RunningContacts(app, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
     await channel.close(None)
     await bus.close()
-    await runtime.stop()
+    await app.runtime.stop()

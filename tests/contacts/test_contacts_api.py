@@ -159,6 +159,16 @@ async def test_list_filters_and_pages_through_contacts(contacts_service: Running
     assert seen == ids
 
 
+async def test_list_by_tag_matches_it_written_in_any_case(
+    contacts_service: RunningContacts,
+) -> None:
+    tagged = await create(contacts_service, a_person(emails=["tag@example.com"], tags=["Gold"]))
+    page = await contacts_service.stub.ListContacts(
+        contacts_pb.ListContactsRequest(tag=" GOLD "), metadata=bearer()
+    )
+    assert [c.id for c in page.contacts] == [tagged.id]
+
+
 async def test_search_finds_a_phone_written_in_any_common_format(
     contacts_service: RunningContacts,
 ) -> None:

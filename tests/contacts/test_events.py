@@ -154,13 +154,13 @@ async def test_the_sweep_turns_a_lapsed_customer_inactive_exactly_once(
         return c if c.status == contact_pb2.LIFECYCLE_STATUS_ACTIVE else None
 
     await eventually(active)
-    book = contacts_service.book
+    reactions = contacts_service.app.reactions
     contacts_service.clock.advance(timedelta(days=89))
-    assert await book.sweep_inactive() == 0
+    assert await reactions.sweep_inactive() == 0
 
     contacts_service.clock.advance(timedelta(days=1))
-    assert await book.sweep_inactive() == 1
-    assert await book.sweep_inactive() == 0
+    assert await reactions.sweep_inactive() == 1
+    assert await reactions.sweep_inactive() == 0
     assert (await get(contacts_service, created.id)).status == (
         contact_pb2.LIFECYCLE_STATUS_INACTIVE
     )

@@ -12,8 +12,8 @@ import grpc
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-from promesa.bus import CONTACTS_STREAM, EventBus
 from devtools.natsserver import NatsServer, free_port
+from promesa.bus import CONTACTS_STREAM, EventBus
 from tests.contacts.conftest import contacts_env
 from tests.contacts.test_contacts_api import a_person
 from tests.processes import ServiceProcess

@@ -9,6 +9,7 @@ configuration (nats-server and node check those when they are installed).
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -739,6 +740,70 @@ def test_dockerignore_lets_in_only_what_the_images_copy() -> None:
             if keyword == "COPY" and not rest.startswith("--from"):
                 source = rest.split()[0].rstrip("/")
                 assert source.split("/")[0] in allowed, f"{service}: COPY {source} is ignored"
+
+
+# What a service image may hold: its pinned requirements, the generated code, the runtime
+# package and the service. The developer tools (`make run`'s launcher, the NATS launcher of the
+# tests, proto generation), the tests and the benchmarks stay out.
+DEVELOPER_TREES = ("devtools", "tests", "bench")
+
+
+def _copied_sources(service: str) -> list[str]:
+    """Every path a service's Dockerfile copies from the build context."""
+    sources: list[str] = []
+    for keyword, rest in _instructions(DEPLOY / "images" / f"{service}.Dockerfile"):
+        if keyword == "COPY" and not rest.startswith("--from"):
+            *copied, _destination = [arg for arg in rest.split() if not arg.startswith("--")]
+            sources.extend(source.rstrip("/") for source in copied)
+    return sources
+
+
+def _imported_roots(tree: Path) -> set[str]:
+    """The top-level packages the Python modules under `tree` import."""
+    roots: set[str] = set()
+    for module in tree.rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(), str(module))):
+            if isinstance(node, ast.Import):
+                roots.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_copies_the_runtime_package_and_its_service_but_no_developer_tools(
+    service: str,
+) -> None:
+    sources = _copied_sources(service)
+
+    assert sorted(sources) == sorted(
+        ["requirements.txt", "gen", "services/promesa", f"services/{service}"]
+    )
+    assert not [s for s in sources if s.split("/")[0] in DEVELOPER_TREES]
+    # And what is copied runs without them: no module of it imports a developer tree
+    for tree in ("services/promesa", f"services/{service}"):
+        imported = _imported_roots(REPO_ROOT / tree)
+        assert not imported & set(DEVELOPER_TREES), (
+            f"{tree} imports {imported & set(DEVELOPER_TREES)}"
+        )
+
+
+def test_the_build_context_lets_no_developer_tree_in() -> None:
+    rules = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    allowed = {rule[1:].rstrip("/").split("/")[0] for rule in rules if rule.startswith("!")}
+
+    assert rules[0] == "*"
+    assert not allowed & set(DEVELOPER_TREES)
+
+
+def test_the_developer_tools_live_apart_from_the_runtime_package() -> None:
+    for tool in ("natsserver.py", "run.py", "protogen.py"):
+        assert (REPO_ROOT / "devtools" / tool).is_file(), tool
+        assert not (REPO_ROOT / "services" / "promesa" / tool).exists(), tool
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,17 +16,16 @@ from aiosmtpd.controller import Controller
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
 from crm.followup.v1 import promise_pb2
+from devtools.natsserver import NatsServer, free_port
 from followup.adapters.sqlite_store import SqlitePromiseStore
-from followup.bootstrap import build
+from followup.bootstrap import FollowupApp, build
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
 from followup.ports import Notifier
 from followup.reminding import ReminderScheduler
 from followup.settings import FollowupSettings
-from followup.usecases import PromiseLedger
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from devtools.natsserver import NatsServer, free_port
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env
@@ -52,7 +51,7 @@ class RecordingNotifier:
 
 @dataclass
 class RunningFollowup:
-    runtime: Runtime
+    app: FollowupApp
     clock: ManualClock
     channel: grpc.aio.Channel
     stub: followup_grpc.FollowupServiceAsyncStub
@@ -61,22 +60,19 @@ class RunningFollowup:
     stopped: bool = False
 
     @property
-    def ledger(self) -> PromiseLedger:
-        ledger = self.runtime.parts.extra["ledger"]
-        assert isinstance(ledger, PromiseLedger)
-        return ledger
+    def runtime(self) -> Runtime:
+        return self.app.runtime
 
     @property
     def store(self) -> SqlitePromiseStore:
-        store = self.runtime.parts.extra["store"]
+        """The embedded store these tests run on (CRM_STORE is not set)."""
+        store = self.app.store
         assert isinstance(store, SqlitePromiseStore)
         return store
 
     @property
     def scheduler(self) -> ReminderScheduler:
-        scheduler = self.runtime.parts.extra["scheduler"]
-        assert isinstance(scheduler, ReminderScheduler)
-        return scheduler
+        return self.app.scheduler
 
     async def stop(self) -> None:
         """Idempotent, so a test can stop a replica mid-way and still clean up after a failure."""
@@ -136,13 +132,13 @@ async def start_followup(
 ) -> RunningFollowup:
     recorder = recorder or RecordingNotifier()
     settings = FollowupSettings.from_env(Env(env))
-    runtime = await build(settings, clock, extra_notifiers=[*notifiers, recorder])
-    port = await runtime.start()
+    app = await build(settings, clock, extra_notifiers=[*notifiers, recorder])
+    port = await app.runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     bus = EventBus(nats.url, name="followup-test")
     await bus.connect()
     stub = followup_grpc.FollowupServiceStub(channel)
-    return RunningFollowup(runtime, clock, channel, stub, bus, recorder)
+    return RunningFollowup(app, clock, channel, stub, bus, recorder)
 
 
 @pytest.fixture

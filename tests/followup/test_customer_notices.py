@@ -22,11 +22,11 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.followup.v1 import events_pb2 as followup_events
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
+from devtools.natsserver import NatsServer, free_port
 from followup.adapters.contacts_client import GrpcContactDirectory
 from followup.domain.model import Channel
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
 from promesa.clock import ManualClock
-from devtools.natsserver import NatsServer, free_port
 from promesa.protos import to_timestamp
 from tests.contacts import conftest as contacts_fixtures
 from tests.contacts.conftest import RunningContacts
@@ -349,7 +349,7 @@ async def test_a_notice_for_a_contact_erased_meanwhile_is_dropped(
     )
 
     async def erased_here() -> bool:
-        return (await svc.ledger.get(p.id)).erased_at is not None
+        return (await svc.app.queries.get(p.id)).erased_at is not None
 
     await eventually(erased_here)
     assert await svc.scheduler.tick() == 1

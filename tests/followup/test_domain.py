@@ -10,7 +10,16 @@ import pytest
 from followup.domain import lifecycle, notices
 from followup.domain.contacts import ContactPreferences, QuietHours
 from followup.domain.events import PromiseKept, PromiseOverdue
-from followup.domain.model import Channel, Evidence, Promise, PromiseKind, Status
+from followup.domain.model import (
+    EARLIEST,
+    LATEST,
+    Channel,
+    Evidence,
+    Promise,
+    PromiseKind,
+    Status,
+    shifted,
+)
 from followup.domain.reminders import (
     DeliveryAttempt,
     NoticeReason,
@@ -166,3 +175,35 @@ def test_a_notice_that_keeps_failing_is_retried_with_back_off_then_failed() -> N
         retries.append(notice.next_attempt_at)
     assert retries == [T0 + timedelta(seconds=30), T0 + timedelta(seconds=60), None]
     assert notice.outcome is Outcome.FAILED and len(notice.attempts) == 3
+
+
+def test_times_derived_from_a_promise_due_at_the_calendars_end_are_held_there() -> None:
+    policy = ReminderPolicy()
+    p = a_promise(due_at=LATEST)
+    planned = {r.kind: r.scheduled_at for r in plan(p, T0, policy, "sup", ids)}
+    assert planned[ReminderKind.ESCALATION] == LATEST  # due + 4 h: never reached
+    assert planned[ReminderKind.BEFORE_DUE_24H] == LATEST - 24 * HOUR
+
+    paused, _ = lifecycle.pause(p, "waiting", "ana", T0)
+    assert paused.effective_due(T0 + 50 * HOUR) == LATEST
+    assert not paused.is_overdue(T0 + 50 * HOUR)
+    [row] = compute([paused], Grouping.ALL, T0 + 50 * HOUR)
+    assert row.overdue_now == 0
+    resumed, _ = lifecycle.resume(paused, "back", "ana", T0 + 50 * HOUR)
+    assert resumed.due_at == LATEST and resumed.paused_total == 50 * HOUR
+    cancelled, _ = lifecycle.cancel(paused, "void", "ana", T0 + 60 * HOUR)
+    assert cancelled.due_at == LATEST
+
+    kiritimati = ContactPreferences("c1", time_zone="Pacific/Kiritimati")  # UTC+14
+    assert notices.local_time(LATEST, kiritimati).endswith("(UTC)")
+    assert policy.retry_at(4, T0) == T0 + 30 * timedelta(seconds=8)
+    assert ReminderPolicy(max_attempts=100).retry_at(99, T0) == LATEST
+
+
+def test_shifting_a_time_stops_at_the_calendars_ends() -> None:
+    assert shifted(T0, HOUR) == T0 + HOUR
+    assert shifted(LATEST - HOUR, 2 * HOUR) == LATEST
+    assert shifted(EARLIEST + HOUR, -2 * HOUR) == EARLIEST
+    assert shifted(T0, HOUR, -3) == T0 - 3 * HOUR
+    assert shifted(T0, timedelta(days=1), 10**12) == LATEST
+    assert shifted(T0, timedelta(days=-1), 10**12) == EARLIEST

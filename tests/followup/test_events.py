@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
@@ -15,12 +16,16 @@ from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
+from followup.entrypoints import contacts_consumer
 from followup.entrypoints.interactions_consumer import CONSUMER
+from promesa.auth import acting_as, worker_identity
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM, INTERACTIONS_STREAM, StreamSpec
 from promesa.codec import outgoing
+from promesa.errors import UnauthenticatedError
 from promesa.events import NATS_MSG_ID
 from promesa.ids import derived_id, new_id
 from promesa.protos import to_timestamp
+from promesa.storage import InboxKey
 from tests.followup.conftest import RunningFollowup, make
 from tests.support import bearer, events_about, eventually
 
@@ -113,6 +118,28 @@ async def test_each_promise_made_in_an_interaction_is_tracked_once(
     assert [p.etag for p in await promises_of(svc, contact)] == [promise.etag]
 
 
+async def test_a_promise_from_an_event_without_an_actor_is_made_by_the_consumer_handling_it(
+    followup_service: RunningFollowup,
+) -> None:
+    svc = followup_service
+    contact = new_id()
+    promised = interaction_pb2.PromiseMade(
+        id=new_id(),
+        text="Send the manual",
+        due_at=to_timestamp(svc.clock.now() + timedelta(days=1)),
+        owner_id="agent-bea",
+    )
+    event = recorded(svc, contact, interaction_pb2.INTERACTION_TYPE_INQUIRY, [promised])
+    event.actor, event.agent_id = "", ""  # e.g. recorded by an import, not by a person
+    await publish(svc, INTERACTIONS_STREAM, "crm.interactions.recorded", event)
+
+    [promise] = await eventually(lambda: promises_of(svc, contact))
+
+    assert promise.created_by == f"followup/{CONSUMER}"
+    assert promise.owner_id == "agent-bea"
+    assert promise.kind == promise_pb2.PROMISE_KIND_OTHER  # no kind given
+
+
 async def test_a_complaint_gets_an_owner_and_a_due_time_at_once(
     followup_service: RunningFollowup,
 ) -> None:
@@ -139,7 +166,7 @@ async def test_an_inactive_customer_gets_one_win_back_promise(
     await publish(svc, CONTACTS_STREAM, "crm.contacts.became_inactive", inactive)
     [promise] = await eventually(lambda: promises_of(svc, contact))
     assert promise.kind == promise_pb2.PROMISE_KIND_WIN_BACK
-    assert promise.created_by == "system"
+    assert promise.created_by == "followup/followup-contacts"  # the consumer's identity
 
     await publish(svc, CONTACTS_STREAM, "crm.contacts.became_inactive", inactive)
     marker = new_id()
@@ -229,3 +256,29 @@ async def test_contact_preferences_are_kept_locally_and_bad_events_are_dead_lett
 
     [letter] = await eventually(dead)
     assert letter["consumer"] == CONSUMER
+
+
+async def test_a_reaction_run_outside_any_worker_is_refused_and_writes_nothing(
+    followup_service: RunningFollowup,
+) -> None:
+    """No identity bound (a path that skipped the consumer) is no access, not "system"."""
+    reactions, contact = followup_service.app.reactions, new_id()
+
+    with pytest.raises(UnauthenticatedError):
+        await reactions.contact_became_inactive(
+            InboxKey(contacts_consumer.CONSUMER, new_id()),
+            contact_id=contact,
+            owner_id="agent-ana",
+            team="madrid",
+        )
+
+    assert await promises_of(followup_service, contact) == []
+    with acting_as(worker_identity("followup", "replay")):
+        made = await reactions.contact_became_inactive(
+            InboxKey(contacts_consumer.CONSUMER, new_id()),
+            contact_id=contact,
+            owner_id="agent-ana",
+            team="madrid",
+        )
+    [promise] = await promises_of(followup_service, contact)
+    assert made and promise.created_by == "followup/replay"

@@ -19,12 +19,12 @@ import pytest
 from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
+from devtools.natsserver import NatsServer
 from followup.adapters.event_codec import encode
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.ports import Claim
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
 from promesa.clock import ManualClock
-from devtools.natsserver import NatsServer
 from tests.followup.conftest import (
     Mailbox,
     RecordingNotifier,

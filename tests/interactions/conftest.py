@@ -16,15 +16,15 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.interactions.v1 import interaction_pb2
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
-from interactions.bootstrap import build
+from devtools.natsserver import NatsServer
+from interactions.bootstrap import InteractionsApp, build
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
-from interactions.usecases import Timeline
 from promesa.bus import CONTACTS_STREAM, EventBus
 from promesa.clock import ManualClock
 from promesa.codec import outgoing
+from promesa.event_catalog import CONTACTS
 from promesa.ids import new_id
-from devtools.natsserver import NatsServer
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env
@@ -39,21 +39,19 @@ contacts_service = contacts_fixtures.contacts_service
 
 @dataclass
 class RunningInteractions:
-    runtime: Runtime
+    app: InteractionsApp
     clock: ManualClock
     channel: grpc.aio.Channel
     stub: interactions_grpc.InteractionsServiceAsyncStub
     bus: EventBus
 
     @property
-    def timeline(self) -> Timeline:
-        timeline = self.runtime.parts.extra["timeline"]
-        assert isinstance(timeline, Timeline)
-        return timeline
+    def runtime(self) -> Runtime:
+        return self.app.runtime
 
     @property
     def store(self) -> InteractionStore:
-        return self.runtime.parts.extra["store"]  # type: ignore[return-value]
+        return self.app.store
 
 
 def interactions_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
@@ -66,18 +64,18 @@ async def running_interactions(
     nats: NatsServer, data: Path, clock: ManualClock
 ) -> AsyncIterator[RunningInteractions]:
     settings = InteractionsSettings.from_env(Env(interactions_env(nats, data)))
-    runtime = await build(settings, clock)
-    port = await runtime.start()
+    app = await build(settings, clock)
+    port = await app.runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     bus = EventBus(nats.url, name="interactions-test")
     await bus.connect()
     stub = interactions_grpc.InteractionsServiceStub(channel)
     try:
-        yield RunningInteractions(runtime, clock, channel, stub, bus)
+        yield RunningInteractions(app, clock, channel, stub, bus)
     finally:
         await channel.close(None)
         await bus.close()
-        await runtime.stop()
+        await app.runtime.stop()
 
 
 @pytest.fixture
@@ -124,7 +122,11 @@ async def announce_contact(bus: EventBus, contact_id: str, at: datetime) -> None
         occurred_at=to_timestamp(at),
     )
     event = outgoing(
-        created, subject="crm.contacts.created", source="promesa/contacts", about=contact_id, at=at
+        created,
+        subject=CONTACTS.subject(created),
+        source="promesa/contacts",
+        about=contact_id,
+        at=at,
     )
     await bus.publish_batch([event])
 

@@ -8,11 +8,17 @@ import grpc
 import pytest
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
+from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.interactions.v1 import interaction_pb2
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
+from interactions.domain.model import Interaction
 from interactions.entrypoints.contacts_consumer import CONSUMER
 from promesa.bus import CONTACTS_STREAM
+from promesa.codec import outgoing
+from promesa.event_catalog import CONTACTS
 from promesa.ids import new_id
+from promesa.protos import to_timestamp
+from promesa.storage import InboxKey
 from tests.contacts.conftest import RunningContacts
 from tests.interactions.conftest import (
     RunningInteractions,
@@ -20,6 +26,7 @@ from tests.interactions.conftest import (
     amend,
     an_interaction,
     contact_in_both,
+    known_contact,
     record,
 )
 from tests.support import SUPERVISOR_TOKEN, bearer, events_about, eventually
@@ -96,7 +103,8 @@ async def test_erasing_a_contact_removes_the_words_of_its_touches_and_keeps_the_
 
     # A redelivered erasure changes nothing the second time.
     event_id = await contacts_event(contacts_service, contact_id, "crm.contacts.erased")
-    again = await svc.timeline.contact_erased(CONSUMER, event_id, contact_id, "sup-sam")
+    inbox = InboxKey(CONSUMER, event_id)
+    again = await svc.app.reactions.contact_erased(inbox, contact_id=contact_id, actor="sup-sam")
     assert again is False
     assert await timeline_of(svc, contact_id) == [touch]
 
@@ -133,7 +141,9 @@ async def test_merging_contacts_moves_the_duplicates_touches_to_the_survivor(
 
     # A redelivered merge changes nothing the second time.
     event_id = await contacts_event(contacts_service, survivor, "crm.contacts.merged")
-    again = await svc.timeline.contacts_merged(CONSUMER, event_id, duplicate, survivor, "agent-ana")
+    again = await svc.app.reactions.contacts_merged(
+        InboxKey(CONSUMER, event_id), merged_id=duplicate, survivor_id=survivor, actor="agent-ana"
+    )
     assert again is False
     assert len(await timeline_of(svc, survivor)) == 3
 
@@ -154,3 +164,30 @@ async def test_an_undecodable_contacts_event_goes_to_the_dead_letters(
     [letter] = await eventually(dead)
     assert letter["consumer"] == CONSUMER
     assert "undecodable" in str(letter["error"])
+
+
+async def test_an_erasure_without_an_actor_is_recorded_as_the_consumers_own_identity(
+    interactions_service: RunningInteractions,
+) -> None:
+    """No default "system" identity: the consumer's worker identity is bound around each event."""
+    svc = interactions_service
+    contact_id = await known_contact(svc)
+    touch = await record(svc, an_interaction(contact_id))
+    erased = contacts_events.ContactErased(
+        contact_id=contact_id, occurred_at=to_timestamp(svc.clock.now())
+    )
+    event = outgoing(
+        erased,
+        subject=CONTACTS.subject(erased),
+        source="promesa/contacts",
+        about=contact_id,
+        at=svc.clock.now(),
+    )
+    await svc.bus.publish_batch([event])
+
+    async def erased_touch() -> Interaction | None:
+        found = await svc.store.get(touch.id)
+        return found if found and found.erased_at else None
+
+    gone = await eventually(erased_touch)
+    assert gone.updated_by == f"interactions/{CONSUMER}"

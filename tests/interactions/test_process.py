@@ -13,9 +13,9 @@ import grpc
 
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
+from devtools.natsserver import NatsServer, free_port
 from promesa.bus import INTERACTIONS_STREAM, EventBus
 from promesa.ids import new_id
-from devtools.natsserver import NatsServer, free_port
 from tests.interactions.conftest import an_interaction, announce_contact, interactions_env
 from tests.processes import ROOT, ServiceProcess
 from tests.support import bearer, events_about, eventually

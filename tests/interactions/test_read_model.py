@@ -17,14 +17,20 @@ from interactions.domain.model import (
     InteractionType,
     PromiseDraft,
 )
-from interactions.ports import TimelineFilter
-from interactions.usecases import Timeline
+from interactions.ports import Change, TimelineFilter
+from interactions.usecases import InteractionCommands, InteractionReactions
 from promesa.auth import Identity, Role
 from promesa.clock import ManualClock
 from promesa.errors import FailedPreconditionError
+from promesa.storage import InboxKey
+from promesa.usecases import Writes
 
 AGENT = Identity("agent-ana", Role.AGENT)
 CONSUMER = "interactions-contacts"
+
+
+def event(event_id: str) -> InboxKey:
+    return InboxKey(CONSUMER, event_id)
 
 
 @pytest.fixture
@@ -37,74 +43,87 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteInteractionStore]:
 
 
 @pytest.fixture
-def timeline(store: SqliteInteractionStore) -> Timeline:
+def writes(store: SqliteInteractionStore) -> Writes[Change]:
+    return Writes(store, lambda: None)
+
+
+@pytest.fixture
+def commands(store: SqliteInteractionStore, writes: Writes[Change]) -> InteractionCommands:
+    return InteractionCommands(store, writes, ManualClock())
+
+
+@pytest.fixture
+def reactions(store: SqliteInteractionStore, writes: Writes[Change]) -> InteractionReactions:
     # Batches of two, so a cascade over five touches takes several transactions.
-    return Timeline(store, ManualClock(), cascade_batch=2)
+    return InteractionReactions(store, writes, ManualClock(), cascade_batch=2)
 
 
-async def touch(timeline: Timeline, contact_id: str, summary: str = "Sizes?") -> Interaction:
+async def touch(
+    commands: InteractionCommands, contact_id: str, summary: str = "Sizes?"
+) -> Interaction:
     draft = InteractionDraft(type=InteractionType.INQUIRY, channel=Channel.CHAT, summary=summary)
-    return await timeline.record(contact_id, draft, [], "", AGENT)
+    return await commands.record(contact_id, draft, [], "", AGENT)
 
 
 async def test_a_late_or_repeated_creation_does_not_bring_an_erased_contact_back(
-    timeline: Timeline,
+    commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
-    assert await timeline.contact_erased(CONSUMER, "e-erase", "c-1", "sup-sam")
-    assert await timeline.contact_created(CONSUMER, "e-create", "c-1")
+    assert await reactions.contact_erased(event("e-erase"), contact_id="c-1", actor="sup-sam")
+    assert await reactions.contact_created(event("e-create"), contact_id="c-1")
 
     with pytest.raises(FailedPreconditionError, match="'c-1' was erased"):
-        await touch(timeline, "c-1")
+        await touch(commands, "c-1")
 
 
 async def test_a_touch_for_a_merged_contact_follows_the_merges_to_the_last_survivor(
-    timeline: Timeline,
+    commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
     for contact_id in ("a", "b", "c"):
-        await timeline.contact_created(CONSUMER, f"created-{contact_id}", contact_id)
-    await timeline.contacts_merged(CONSUMER, "m-1", "a", "b", "agent-ana")
-    await timeline.contacts_merged(CONSUMER, "m-2", "b", "c", "agent-ana")
+        await reactions.contact_created(event(f"created-{contact_id}"), contact_id=contact_id)
+    await reactions.contacts_merged(event("m-1"), merged_id="a", survivor_id="b", actor="agent-ana")
+    await reactions.contacts_merged(event("m-2"), merged_id="b", survivor_id="c", actor="agent-ana")
 
-    recorded = await touch(timeline, "a")
+    recorded = await touch(commands, "a")
 
     assert recorded.contact_id == "c"
 
 
 async def test_a_survivor_that_was_erased_takes_no_touches_for_its_duplicates(
-    timeline: Timeline,
+    commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
-    await timeline.contacts_merged(CONSUMER, "m-1", "a", "b", "agent-ana")
-    await timeline.contact_erased(CONSUMER, "e-1", "b", "sup-sam")
+    await reactions.contacts_merged(event("m-1"), merged_id="a", survivor_id="b", actor="agent-ana")
+    await reactions.contact_erased(event("e-1"), contact_id="b", actor="sup-sam")
 
     with pytest.raises(FailedPreconditionError, match="'a' \\(merged into 'b'\\) was erased"):
-        await touch(timeline, "a")
+        await touch(commands, "a")
 
 
 async def test_cascades_go_batch_by_batch_and_a_redelivery_changes_nothing(
-    timeline: Timeline, store: SqliteInteractionStore
+    commands: InteractionCommands, reactions: InteractionReactions, store: SqliteInteractionStore
 ) -> None:
-    await timeline.contact_created(CONSUMER, "created-a", "a")
-    await timeline.contact_created(CONSUMER, "created-b", "b")
+    await reactions.contact_created(event("created-a"), contact_id="a")
+    await reactions.contact_created(event("created-b"), contact_id="b")
     for n in range(5):
-        await touch(timeline, "a", summary=f"touch {n}")
+        await touch(commands, "a", summary=f"touch {n}")
 
-    assert await timeline.contacts_merged(CONSUMER, "m-1", "a", "b", "agent-ana")
+    merge = {"merged_id": "a", "survivor_id": "b", "actor": "agent-ana"}
+    assert await reactions.contacts_merged(event("m-1"), **merge)
     moved = await store.timeline(TimelineFilter("b"), None, 10)
     assert len(moved) == 5 and await store.of_contact("a", 10) == []
 
-    assert await timeline.contact_erased(CONSUMER, "e-1", "b", "sup-sam")
+    assert await reactions.contact_erased(event("e-1"), contact_id="b", actor="sup-sam")
     erased = await store.timeline(TimelineFilter("b"), None, 10)
     assert all(i.erased_at and not i.details.summary for i in erased)
 
-    assert not await timeline.contacts_merged(CONSUMER, "m-1", "a", "b", "agent-ana")
-    assert not await timeline.contact_erased(CONSUMER, "e-1", "b", "sup-sam")
+    assert not await reactions.contacts_merged(event("m-1"), **merge)
+    assert not await reactions.contact_erased(event("e-1"), contact_id="b", actor="sup-sam")
     assert await store.timeline(TimelineFilter("b"), None, 10) == erased
 
 
 async def test_a_touch_typed_in_late_keeps_when_it_happened_and_promises_from_now_on(
-    timeline: Timeline,
+    commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
-    await timeline.contact_created(CONSUMER, "created-a", "a")
+    await reactions.contact_created(event("created-a"), contact_id="a")
     now = ManualClock().now()
     draft = InteractionDraft(
         type=InteractionType.REQUEST,
@@ -113,7 +132,7 @@ async def test_a_touch_typed_in_late_keeps_when_it_happened_and_promises_from_no
     )
     promise = PromiseDraft("Send the catalogue", due_at=now + timedelta(days=1))
 
-    recorded = await timeline.record("a", draft, [promise], "", AGENT)
+    recorded = await commands.record("a", draft, [promise], "", AGENT)
 
     assert recorded.details.occurred_at == now - timedelta(days=30)
     assert recorded.created_at == now

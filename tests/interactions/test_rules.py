@@ -45,7 +45,7 @@ def a_touch(**details: object) -> Interaction:
 
 def test_a_span_counts_from_when_the_touch_happened_and_the_owner_defaults_to_the_agent() -> None:
     touch = a_touch(occurred_at=AT - timedelta(hours=3))
-    [promise] = rules.promises_made(
+    [promise] = rules.promises_from(
         [PromiseDraft("Call back", due_within=timedelta(hours=4))], ["p-1"], touch.details
     )
     assert promise.due_at == AT + timedelta(hours=1)

@@ -1,7 +1,9 @@
 """One contract for the interactions storage port, run against every adapter.
 
-`InteractionStoreContract` holds the behaviour; each adapter subclasses it and says how to
-create (and dispose of) a store. SQLite always runs; MongoDB runs when CRM_TEST_MONGODB_URI
+`InteractionStoreContract` holds the behaviour of the port's own methods; each adapter
+subclasses it and says how to create (and dispose of) a store. The outbox, inbox, idempotency
+and dead-letter behaviour the adapters inherit from the store bases is tested once, in
+tests/platform. SQLite always runs; MongoDB runs when CRM_TEST_MONGODB_URI
 names a replica set (transactions need one), each test in a database of its own that is
 dropped afterwards.
 """
@@ -35,22 +37,19 @@ from interactions.domain.model import (
     InteractionDetails,
     InteractionType,
     KnownContact,
+    PromiseInInteraction,
     PromiseKind,
-    PromiseMade,
     Purchase,
 )
 from interactions.ports import (
-    AlreadyHandledError,
     Change,
     ContactGoneError,
-    DuplicateRequestError,
-    IdempotencyKey,
     InteractionStore,
     TimelineFilter,
     VersionConflictError,
 )
 from promesa.clock import ManualClock
-from promesa.events import IncomingEvent
+from promesa.pagination import Cursor
 from tests.support import plan_stages
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
@@ -133,7 +132,7 @@ class InteractionStoreContract(abc.ABC):
                 thread_id="i-0",
             ),
             promises=(
-                PromiseMade(
+                PromiseInInteraction(
                     "p-1",
                     "Deliver by Friday",
                     at + timedelta(days=3),
@@ -158,13 +157,15 @@ class InteractionStoreContract(abc.ABC):
         await store.commit(recording(full))
 
         assert await store.get("i-1") == full
+        # Its event waits in the outbox as the codec encodes it.
+        [(_, event)] = await store.pending_events(10)
+        assert event == event_codec.encode(InteractionRecorded(full, AGENT, full.created_at))
 
     async def test_unknown_things_read_as_none(self, store: InteractionStore) -> None:
         assert await store.get("nothing") is None
-        assert await store.find_request("no-such-request") is None
         assert await store.contact("nobody") is None
 
-    # --- optimistic concurrency and idempotency ----------------------------------------------
+    # --- optimistic concurrency ----------------------------------------------
 
     async def test_a_save_from_a_stale_version_conflicts_and_writes_nothing(
         self, store: InteractionStore, clock: ManualClock
@@ -217,34 +218,6 @@ class InteractionStoreContract(abc.ABC):
         assert await store.get("i-1") == first
         assert await store.outbox_backlog() == 1
 
-    async def test_a_second_commit_with_the_same_request_id_is_a_duplicate(
-        self, store: InteractionStore, clock: ManualClock
-    ) -> None:
-        key = IdempotencyKey("req-1", "record", "digest", "i-1")
-        await store.commit(recording(touch("i-1", "c-1", clock.now()), idempotency=key))
-
-        with pytest.raises(DuplicateRequestError):
-            await store.commit(
-                recording(
-                    touch("i-2", "c-1", clock.now()),
-                    idempotency=IdempotencyKey("req-1", "record", "digest", "i-2"),
-                )
-            )
-
-        assert await store.find_request("req-1") == key
-        assert await store.get("i-2") is None
-        assert await store.outbox_backlog() == 1
-
-    async def test_the_inbox_refuses_the_same_event_twice_per_consumer(
-        self, store: InteractionStore
-    ) -> None:
-        await store.commit(Change(contacts=[KnownContact("c-1")], handled=("contacts", "e-1")))
-        await store.commit(Change(handled=("other", "e-1")))
-
-        with pytest.raises(AlreadyHandledError):
-            await store.commit(Change(contacts=[KnownContact("c-2")], handled=("contacts", "e-1")))
-        assert await store.contact("c-2") is None
-
     # --- the contacts read model -------------------------------------------------------------
 
     async def test_the_read_model_keeps_erasures_and_merges(
@@ -286,27 +259,6 @@ class InteractionStoreContract(abc.ABC):
         await store.commit(Change(contacts=[KnownContact("c-1")]))
         await store.commit(recording(touch("i-1", "c-1", clock.now()), live_contact="c-1"))
         assert await store.get("i-1") is not None
-
-    # --- the outbox --------------------------------------------------------------------------
-
-    async def test_events_wait_in_commit_order_until_marked_sent(
-        self, store: InteractionStore, clock: ManualClock
-    ) -> None:
-        touches = [touch(f"i-{n}", "c-1", clock.now()) for n in range(3)]
-        for i in touches:
-            await store.commit(recording(i))
-
-        pending = await store.pending_events(100)
-
-        expected = [
-            event_codec.encode(InteractionRecorded(i, AGENT, i.created_at)) for i in touches
-        ]
-        assert [event for _, event in pending] == expected
-        seqs = [seq for seq, _ in pending]
-        assert seqs == sorted(seqs)
-        await store.mark_events_sent(seqs[:2])
-        assert await store.pending_events(100) == pending[2:]
-        assert await store.outbox_backlog() == 1
 
     # --- the timeline ------------------------------------------------------------------------
 
@@ -356,12 +308,25 @@ class InteractionStoreContract(abc.ABC):
         self, history: InteractionStore
     ) -> None:
         pages: list[list[str]] = []
-        after: tuple[datetime, str] | None = None
+        after: Cursor | None = None
         while page := await history.timeline(TimelineFilter("c-1"), after, 2):
             pages.append(ids(page))
-            after = (page[-1].details.occurred_at, page[-1].id)
+            after = Cursor(page[-1].details.occurred_at, page[-1].id)
 
         assert pages == [["t-5", "t-4"], ["t-3b", "t-3a"], ["t-2", "t-1"]]
+
+    async def test_a_window_or_cursor_at_the_ends_of_the_calendar_is_a_plain_query(
+        self, history: InteractionStore
+    ) -> None:
+        """A caller may ask for everything from year 1 to 9999: the sort key of either end
+        is still a number, not an overflow."""
+        first = datetime(1, 1, 1, tzinfo=UTC)
+        last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+        everything = TimelineFilter("c-1", occurred_after=first, occurred_before=last)
+
+        assert len(await history.timeline(everything, None, 100)) == 6
+        assert len(await history.timeline(TimelineFilter("c-1"), Cursor(last, "~"), 100)) == 6
+        assert await history.timeline(TimelineFilter("c-1"), Cursor(first, ""), 100) == []
 
     async def test_cascades_select_a_contacts_touches_and_skip_those_already_erased(
         self, history: InteractionStore, clock: ManualClock
@@ -377,30 +342,6 @@ class InteractionStoreContract(abc.ABC):
 
         assert len(everything) == 6 and one.id not in ids(unerased) and len(unerased) == 5
         assert len(await history.of_contact("c-1", 2)) == 2
-
-    # --- dead letters ------------------------------------------------------------------------
-
-    async def test_dead_letters_are_recorded(
-        self, store: InteractionStore, clock: ManualClock
-    ) -> None:
-        event = IncomingEvent(
-            event_id="e-1",
-            type="crm.contacts.v1.ContactErased",
-            subject="crm.contacts.erased",
-            source="promesa/contacts",
-            ce_subject="c-1",
-            time="2026-03-02T09:00:00Z",
-            data=b"\xff",
-            delivery=3,
-        )
-        await store.record_dead_letter("interactions-contacts", event, "undecodable")
-
-        [letter] = await store.dead_letters()
-        assert (letter["event_id"], letter["error"], letter["deliveries"]) == (
-            "e-1",
-            "undecodable",
-            3,
-        )
 
 
 class TestSqliteInteractionStore(InteractionStoreContract):
@@ -423,7 +364,7 @@ class TestSqliteInteractionStore(InteractionStoreContract):
         issued: list[str] = []
         conn.set_trace_callback(issued.append)
         try:
-            await history.timeline(f, (clock.now(), "t-9"), 50)
+            await history.timeline(f, Cursor(clock.now(), "t-9"), 50)
         finally:
             conn.set_trace_callback(None)
         [query] = [q for q in issued if q.startswith("SELECT")]
@@ -464,7 +405,7 @@ class TestMongoInteractionStore(InteractionStoreContract):
     ) -> None:
         """The same guarantee as SQLite's, read from the server's winning plan."""
         assert isinstance(history, MongoInteractionStore)
-        query, sort = timeline_query(f, (clock.now(), "t-9"))
+        query, sort = timeline_query(f, Cursor(clock.now(), "t-9"))
         cursor = history._interactions.find(query).sort(sort).limit(50)
 
         stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])

@@ -1,4 +1,5 @@
-"""A contact as a plain document (JSON in SQLite, BSON in MongoDB); both adapters share it."""
+"""A contact as a plain document (JSON in SQLite, BSON in MongoDB), and the keys both adapters
+index and query it by: what the two stores share, so they cannot drift apart."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ from contacts.domain.model import (
     QuietHours,
     Relationship,
 )
+from contacts.ports import ContactFilter
+
+
+def instant(value: datetime) -> str:
+    """How an instant is stored and compared: ISO-8601 as it stands (the service's times are
+    UTC), so a page cursor read back from a token compares as the stored value does."""
+    return value.isoformat()
 
 
 def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return instant(value) if value else None
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -66,6 +74,29 @@ def to_document(c: Contact) -> dict[str, Any]:
         "merged_into_id": c.merged_into_id,
         "erased_at": _ts(c.erased_at),
     }
+
+
+def query_keys(c: Contact) -> dict[str, Any]:
+    """Stored beside the document for the queries: only live contacts are listed or found, and
+    names are searched by prefix ignoring case."""
+    return {
+        "live": c.is_live,
+        "display_key": c.details.display_name.lower(),
+        "preferred_key": c.details.preferred_name.lower(),
+    }
+
+
+def equalities(f: ContactFilter) -> dict[str, str]:
+    """The filters that compare a stored field for equality, by field name; unset ones are left
+    out (they match everything)."""
+    wanted = {
+        "status": f.status.value if f.status else "",
+        "owner_id": f.owner_id,
+        "team": f.team,
+        "kind": f.kind.value if f.kind else "",
+        "relationship": f.relationship.value if f.relationship else "",
+    }
+    return {name: value for name, value in wanted.items() if value}
 
 
 def from_document(doc: dict[str, Any]) -> Contact:

@@ -11,26 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
-from contacts.adapters.documents import from_document, to_document
+from contacts.adapters.documents import (
+    equalities,
+    from_document,
+    instant,
+    query_keys,
+    to_document,
+)
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, Lifecycle
-from contacts.ports import (
-    Change,
-    ContactFilter,
-    EmailTakenError,
-    VersionConflictError,
-)
+from contacts.ports import Change, ContactFilter, ContactSearch, EmailTakenError
 from promesa import mongo as db
 from promesa.mongo_store import MongoStore
+from promesa.pagination import Cursor
 
 CONTACTS = "contacts"
 CONTACT_EMAILS = "contact_emails"
-
-DeadLetters = list[dict[str, object]]  # named here: inside the class, `list` is a method
 
 # Every query of live contacts says `live: true`, so the indexes only hold live ones.
 _LIVE = {"partialFilterExpression": {"live": True}}
@@ -86,53 +85,39 @@ class MongoContactStore(MongoStore[ContactEvent]):
         row = await self._emails.find_one({"_id": email})
         return str(row["contact_id"]) if row else None
 
-    async def list(
-        self, f: ContactFilter, after: tuple[str, str] | None, limit: int
-    ) -> Sequence[Contact]:
-        query: db.Document = {"live": True}
-        if f.status is not None:
-            query["status"] = f.status.value
-        if f.owner_id:
-            query["owner_id"] = f.owner_id
-        if f.team:
-            query["team"] = f.team
-        if f.kind is not None:
-            query["kind"] = f.kind.value
-        if f.relationship is not None:
-            query["relationship"] = f.relationship.value
+    async def list(self, f: ContactFilter, after: Cursor | None, limit: int) -> Sequence[Contact]:
+        query: db.Document = {"live": True, **equalities(f)}
         if f.updated_since is not None:
-            query["updated_at"] = {"$gte": db.to_iso(f.updated_since)}
+            query["updated_at"] = {"$gte": instant(f.updated_since)}
         if f.tag:
-            query["tags"] = f.tag.strip().lower()
-        if after is not None:
-            created_at, contact_id = after
+            query["tags"] = f.tag
+        if after is not None and after.at is not None:
+            created_at = instant(after.at)
             query["$or"] = [
                 {"created_at": {"$gt": created_at}},
-                {"created_at": created_at, "_id": {"$gt": contact_id}},
+                {"created_at": created_at, "_id": {"$gt": after.id}},
             ]
         return await self._find(query, [("created_at", ASCENDING), ("_id", ASCENDING)], limit)
 
-    async def search(
-        self, name_prefix: str, email: str, phone: str, after: str | None, limit: int
-    ) -> Sequence[Contact]:
+    async def search(self, q: ContactSearch, after: Cursor | None, limit: int) -> Sequence[Contact]:
         query: db.Document = {"live": True}
-        if name_prefix:
+        if q.name_prefix:
             # The same half-open range as SQLite: BSON strings compare by UTF-8 bytes.
-            bounds = {"$gte": name_prefix, "$lt": name_prefix + "\U0010ffff"}
+            bounds = {"$gte": q.name_prefix, "$lt": q.name_prefix + "\U0010ffff"}
             query["$or"] = [{"display_key": bounds}, {"preferred_key": bounds}]
-        if email:
-            query["emails"] = email
-        if phone:
-            query["phones"] = phone
+        if q.email:
+            query["emails"] = q.email
+        if q.phone:
+            query["phones"] = q.phone
         if after is not None:
-            query["_id"] = {"$gt": after}
+            query["_id"] = {"$gt": after.id}
         return await self._find(query, [("_id", ASCENDING)], limit)
 
     async def lapsed(self, purchased_before: datetime, limit: int) -> Sequence[Contact]:
         query = {
             "live": True,
             "status": Lifecycle.ACTIVE.value,
-            "last_purchase_at": {"$lte": db.to_iso(purchased_before)},
+            "last_purchase_at": {"$lte": instant(purchased_before)},
         }
         return await self._find(query, [("last_purchase_at", ASCENDING), ("_id", ASCENDING)], limit)
 
@@ -156,29 +141,14 @@ class MongoContactStore(MongoStore[ContactEvent]):
         await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
 
     async def _save(self, session: db.Session, c: Contact, expected: int) -> None:
-        d = c.details
-        doc: dict[str, Any] = {
-            **to_document(c),
-            "live": c.is_live,
-            "display_key": d.display_name.lower(),
-            "preferred_key": d.preferred_name.lower(),
-        }
-        if expected == 0:
-            inserted = await self._contacts.update_one(
-                {"_id": c.id}, {"$setOnInsert": doc}, upsert=True, session=session
-            )
-            if inserted.upserted_id is None:
-                raise VersionConflictError(c.id)  # the id exists: it is not a new contact
-        else:
-            replaced = await self._contacts.replace_one(
-                {"_id": c.id, "version": expected}, doc, session=session
-            )
-            if replaced.matched_count != 1:
-                raise VersionConflictError(c.id)
+        """The contact's document, then its emails in the collection whose unique `_id` is
+        the one-holder rule."""
+        doc = {**to_document(c), **query_keys(c)}
+        await self._save_versioned(self._contacts, session, c.id, doc, expected)
         await self._emails.delete_many({"contact_id": c.id}, session=session)
         if not c.is_live:
             return
-        for email in d.emails:
+        for email in c.details.emails:
             claimed = await self._emails.update_one(
                 {"_id": email}, {"$setOnInsert": {"contact_id": c.id}}, upsert=True, session=session
             )

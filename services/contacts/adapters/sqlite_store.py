@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from contacts.adapters.documents import from_document, to_document
+from contacts.adapters.documents import (
+    equalities,
+    from_document,
+    instant,
+    query_keys,
+    to_document,
+)
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact
-from contacts.ports import Change, ContactFilter, EmailTakenError, VersionConflictError
+from contacts.ports import Change, ContactFilter, ContactSearch, EmailTakenError
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
+from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 
 SCHEMA = """
@@ -58,6 +65,19 @@ CREATE TABLE IF NOT EXISTS contact_tags (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contact_tags_by_contact ON contact_tags (contact_id);
 """
+# Columns of the contacts table copied from the document as they are.
+COLUMNS = (
+    "id",
+    "version",
+    "status",
+    "owner_id",
+    "team",
+    "kind",
+    "relationship",
+    "created_at",
+    "updated_at",
+    "last_purchase_at",
+)
 
 
 class SqliteContactStore(SqliteStore):
@@ -84,71 +104,53 @@ class SqliteContactStore(SqliteStore):
         ).fetchone()
         return str(row[0]) if row else None
 
-    async def list(
-        self, f: ContactFilter, after: tuple[str, str] | None, limit: int
-    ) -> Sequence[Contact]:
+    async def list(self, f: ContactFilter, after: Cursor | None, limit: int) -> Sequence[Contact]:
         where = ["c.live = 1"]
         args: list[object] = []
-        if f.status is not None:
-            where.append("c.status = ?")
-            args.append(f.status.value)
-        for column in ("owner_id", "team"):
-            if getattr(f, column):
-                where.append(f"c.{column} = ?")
-                args.append(getattr(f, column))
-        if f.kind is not None:
-            where.append("c.kind = ?")
-            args.append(f.kind.value)
-        if f.relationship is not None:
-            where.append("c.relationship = ?")
-            args.append(f.relationship.value)
+        for column, value in equalities(f).items():
+            where.append(f"c.{column} = ?")
+            args.append(value)
         if f.updated_since is not None:
             where.append("c.updated_at >= ?")
-            args.append(f.updated_since.astimezone(UTC).isoformat())
+            args.append(instant(f.updated_since))
         if f.tag:
             where.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tag = ?)")
-            args.append(f.tag.strip().lower())
-        if after is not None:
+            args.append(f.tag)
+        if after is not None and after.at is not None:
             where.append("(c.created_at, c.id) > (?, ?)")
-            args.extend(after)
-        sql = (
-            f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)}"
-            " ORDER BY c.created_at, c.id LIMIT ?"
-        )
-        rows = self._conn.execute(sql, (*args, limit)).fetchall()
-        return [from_document(json.loads(r[0])) for r in rows]
+            args.extend([instant(after.at), after.id])
+        return self._select(where, args, "c.created_at, c.id", limit)
 
-    async def search(
-        self, name_prefix: str, email: str, phone: str, after: str | None, limit: int
-    ) -> Sequence[Contact]:
+    async def search(self, q: ContactSearch, after: Cursor | None, limit: int) -> Sequence[Contact]:
         where = ["c.live = 1"]
         args: list[object] = []
-        if name_prefix:
-            upper = name_prefix + "\U0010ffff"
+        if q.name_prefix:
+            upper = q.name_prefix + "\U0010ffff"
             where.append(
                 "((c.display_key >= ? AND c.display_key < ?)"
                 " OR (c.preferred_key >= ? AND c.preferred_key < ?))"
             )
-            args.extend([name_prefix, upper, name_prefix, upper])
-        if email:
+            args.extend([q.name_prefix, upper, q.name_prefix, upper])
+        if q.email:
             where.append("c.id IN (SELECT contact_id FROM contact_emails WHERE email = ?)")
-            args.append(email)
-        if phone:
+            args.append(q.email)
+        if q.phone:
             where.append("c.id IN (SELECT contact_id FROM contact_phones WHERE phone = ?)")
-            args.append(phone)
+            args.append(q.phone)
         if after is not None:
             where.append("c.id > ?")
-            args.append(after)
-        sql = f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)} ORDER BY c.id LIMIT ?"
-        rows = self._conn.execute(sql, (*args, limit)).fetchall()
-        return [from_document(json.loads(r[0])) for r in rows]
+            args.append(after.id)
+        return self._select(where, args, "c.id", limit)
 
     async def lapsed(self, purchased_before: datetime, limit: int) -> Sequence[Contact]:
-        rows = self._conn.execute(
-            "SELECT doc FROM contacts WHERE live = 1 AND status = 'ACTIVE'"
-            " AND last_purchase_at <= ? ORDER BY last_purchase_at LIMIT ?",
-            (purchased_before.astimezone(UTC).isoformat(), limit),
-        ).fetchall()
+        where = ["c.live = 1", "c.status = 'ACTIVE'", "c.last_purchase_at <= ?"]
+        return self._select(where, [instant(purchased_before)], "c.last_purchase_at", limit)
+
+    def _select(
+        self, where: Sequence[str], args: Sequence[object], order: str, limit: int
+    ) -> Sequence[Contact]:
+        sql = f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+        rows = self._conn.execute(sql, (*args, limit)).fetchall()
         return [from_document(json.loads(r[0])) for r in rows]
 
     # --- the one write path ------------------------------------------------------------------
@@ -160,43 +162,16 @@ class SqliteContactStore(SqliteStore):
                 self._save(conn, contact, expected)
 
     def _save(self, conn: sqlite3.Connection, c: Contact, expected: int) -> None:
+        """The contact's row (the emails have a table of their own, whose primary key is the
+        one-holder rule), then the rows its emails, phones and tags are found by."""
         doc = to_document(c)
         d = c.details
-        row = (
-            c.version,
-            json.dumps(doc),
-            c.status.value,
-            int(c.is_live),
-            d.owner_id,
-            d.team,
-            d.kind.value,
-            d.relationship.value,
-            d.display_name.lower(),
-            d.preferred_name.lower(),
-            doc["created_at"],
-            doc["updated_at"],
-            doc["last_purchase_at"],
-        )
-        if expected == 0:
-            try:
-                conn.execute(
-                    "INSERT INTO contacts (version, doc, status, live, owner_id, team, kind,"
-                    " relationship, display_key, preferred_key, created_at, updated_at,"
-                    " last_purchase_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, c.id),
-                )
-            except sqlite3.IntegrityError:
-                raise VersionConflictError(c.id) from None  # the id exists already
-        else:
-            cur = conn.execute(
-                "UPDATE contacts SET version = ?, doc = ?, status = ?, live = ?, owner_id = ?,"
-                " team = ?, kind = ?, relationship = ?, display_key = ?, preferred_key = ?,"
-                " created_at = ?, updated_at = ?, last_purchase_at = ?"
-                " WHERE id = ? AND version = ?",
-                (*row, c.id, expected),
-            )
-            if cur.rowcount != 1:
-                raise VersionConflictError(c.id)
+        row = {
+            **{name: doc[name] for name in COLUMNS},
+            **query_keys(c),
+            "doc": json.dumps(doc),
+        }
+        self._save_versioned(conn, "contacts", row, expected)
         conn.execute("DELETE FROM contact_emails WHERE contact_id = ?", (c.id,))
         conn.execute("DELETE FROM contact_phones WHERE contact_id = ?", (c.id,))
         conn.execute("DELETE FROM contact_tags WHERE contact_id = ?", (c.id,))

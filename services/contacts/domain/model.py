@@ -87,6 +87,16 @@ EDITABLE_FIELDS = frozenset(ContactDetails.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
+class ContactDraft:
+    """A contact as a caller sent it, before the rules. `kind` is None when it was left unset
+    (the proto's zero value), which a create refuses; until the rules have run, the kind
+    that counts is this one, not the placeholder in `details`."""
+
+    kind: ContactKind | None
+    details: ContactDetails
+
+
+@dataclass(frozen=True)
 class Contact:
     """A person or organisation we serve, or a colleague we serve internally."""
 

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
-from contacts.usecases import ContactBook
+from contacts.usecases import ContactReactions
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
+from promesa.event_catalog import INTERACTIONS, require
 from promesa.events import IncomingEvent, UndecodableEventError
-from promesa.protos import from_timestamp
+from promesa.protos import read_timestamp
+from promesa.storage import InboxKey
 
 CONSUMER = "contacts-interactions"
-SUBJECTS = ("crm.interactions.recorded",)
+SUBJECTS = INTERACTIONS.subjects("recorded")
 PURCHASE = interaction_pb2.InteractionType.Value("INTERACTION_TYPE_PURCHASE")
 
 
 class InteractionsHandler:
-    def __init__(self, book: ContactBook) -> None:
-        self._book = book
+    def __init__(self, reactions: ContactReactions) -> None:
+        self._reactions = reactions
 
     async def __call__(self, event: IncomingEvent) -> None:
-        try:
-            recorded = interactions_events.InteractionRecorded.FromString(event.data)
-        except DecodeError as exc:
-            raise UndecodableEventError(str(exc)) from exc
-        occurred_at = from_timestamp(recorded, "occurred_at")
-        if not event.event_id or not recorded.contact_id or occurred_at is None:
-            raise UndecodableEventError("event id, contact_id and occurred_at are required")
-        await self._book.record_touch(
-            CONSUMER,
-            event.event_id,
-            recorded.contact_id,
-            occurred_at,
-            is_purchase=recorded.type == PURCHASE,
-        )
+        match INTERACTIONS.decode(event):
+            case interactions_events.InteractionRecorded() as recorded:
+                occurred_at = read_timestamp(recorded, "occurred_at")
+                require(contact_id=recorded.contact_id, occurred_at=occurred_at)
+                assert occurred_at is not None  # required just above
+                await self._reactions.interaction_recorded(
+                    InboxKey(CONSUMER, event.event_id),
+                    contact_id=recorded.contact_id,
+                    occurred_at=occurred_at,
+                    is_purchase=recorded.type == PURCHASE,
+                )
+            case _:
+                raise UndecodableEventError(f"contacts does not consume {event.subject!r}")

@@ -1,4 +1,6 @@
-"""Translation between contacts protos and the domain; unknown enum numbers become violations."""
+"""Translation between contacts protos and the domain. The mappers parse: each one collects
+every enum number and timestamp outside the contract and raises once; the rules on values
+are validation.py's."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from contacts.domain.model import (
     Channel,
     Contact,
     ContactDetails,
+    ContactDraft,
     ContactKind,
     Lifecycle,
     PostalAddress,
@@ -16,12 +19,12 @@ from contacts.ports import ContactFilter
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from promesa.errors import Violations
-from promesa.protos import enum_from_proto, enum_to_proto, from_timestamp, to_timestamp
+from promesa.protos import EnumMap, from_timestamp, to_timestamp
 
-KIND = ("CONTACT_KIND", contact_pb2.ContactKind)
-CHANNEL = ("CHANNEL", contact_pb2.Channel)
-RELATIONSHIP = ("RELATIONSHIP", contact_pb2.Relationship)
-STATUS = ("LIFECYCLE_STATUS", contact_pb2.LifecycleStatus)
+KIND = EnumMap(contact_pb2.ContactKind, "CONTACT_KIND", ContactKind)
+CHANNEL = EnumMap(contact_pb2.Channel, "CHANNEL", Channel)
+RELATIONSHIP = EnumMap(contact_pb2.Relationship, "RELATIONSHIP", Relationship)
+STATUS = EnumMap(contact_pb2.LifecycleStatus, "LIFECYCLE_STATUS", Lifecycle)
 
 
 def contact_to_proto(c: Contact) -> contact_pb2.Contact:
@@ -29,7 +32,7 @@ def contact_to_proto(c: Contact) -> contact_pb2.Contact:
     a = d.postal_address
     return contact_pb2.Contact(
         id=c.id,
-        kind=enum_to_proto(d.kind, *KIND),
+        kind=KIND.to_proto(d.kind),
         display_name=d.display_name,
         preferred_name=d.preferred_name,
         emails=d.emails,
@@ -48,20 +51,13 @@ def contact_to_proto(c: Contact) -> contact_pb2.Contact:
         team=d.team,
         tags=d.tags,
         time_zone=d.time_zone,
-        preferred_channel=enum_to_proto(d.preferred_channel, *CHANNEL),
-        consents=[
-            contact_pb2.ChannelConsent(channel=enum_to_proto(ch, *CHANNEL), granted=granted)
-            for ch, granted in d.consents
-        ],
-        quiet_hours=contact_pb2.QuietHours(
-            start_minute=d.quiet_hours.start_minute, end_minute=d.quiet_hours.end_minute
-        )
-        if d.quiet_hours
-        else None,
+        preferred_channel=CHANNEL.to_proto(d.preferred_channel),
+        consents=consents_to_proto(d),
+        quiet_hours=quiet_hours_to_proto(d),
         discreet=d.discreet,
         referred_by_id=d.referred_by_id,
-        relationship=enum_to_proto(d.relationship, *RELATIONSHIP),
-        status=enum_to_proto(c.status, *STATUS),
+        relationship=RELATIONSHIP.to_proto(d.relationship),
+        status=STATUS.to_proto(c.status),
         last_purchase_at=to_timestamp(c.last_purchase_at),
         last_interaction_at=to_timestamp(c.last_interaction_at),
         created_at=to_timestamp(c.created_at),
@@ -74,22 +70,35 @@ def contact_to_proto(c: Contact) -> contact_pb2.Contact:
     )
 
 
-def details_from_proto(
-    p: contact_pb2.Contact, v: Violations, prefix: str = "contact"
-) -> ContactDetails:
+def consents_to_proto(d: ContactDetails) -> list[contact_pb2.ChannelConsent]:
+    return [
+        contact_pb2.ChannelConsent(channel=CHANNEL.to_proto(ch), granted=granted)
+        for ch, granted in d.consents
+    ]
+
+
+def quiet_hours_to_proto(d: ContactDetails) -> contact_pb2.QuietHours | None:
+    q = d.quiet_hours
+    if q is None:
+        return None
+    return contact_pb2.QuietHours(start_minute=q.start_minute, end_minute=q.end_minute)
+
+
+def contact_from_proto(p: contact_pb2.Contact, prefix: str = "contact") -> ContactDraft:
     """Every settable field, as sent; enum numbers outside the contract are violations."""
+    v = Violations()
     consents: dict[Channel, bool] = {}
     for i, consent in enumerate(p.consents):
-        channel = enum_from_proto(
-            consent.channel, *CHANNEL, Channel, f"{prefix}.consents[{i}].channel", v
-        )
+        path = f"{prefix}.consents[{i}].channel"
+        channel = CHANNEL.parse(consent.channel, path, v)
         if channel is not None:
             consents[channel] = consent.granted
         elif consent.channel == 0:
-            v.add(f"{prefix}.consents[{i}].channel", "must name a channel")
+            v.add(path, "must name a channel")
     a = p.postal_address
-    return ContactDetails(
-        kind=enum_from_proto(p.kind, *KIND, ContactKind, f"{prefix}.kind", v) or ContactKind.PERSON,
+    kind = KIND.parse(p.kind, f"{prefix}.kind", v)
+    details = ContactDetails(
+        kind=kind or ContactKind.PERSON,
         display_name=p.display_name,
         preferred_name=p.preferred_name,
         emails=tuple(p.emails),
@@ -106,31 +115,30 @@ def details_from_proto(
         team=p.team,
         tags=tuple(p.tags),
         time_zone=p.time_zone,
-        preferred_channel=enum_from_proto(
-            p.preferred_channel, *CHANNEL, Channel, f"{prefix}.preferred_channel", v
-        ),
+        preferred_channel=CHANNEL.parse(p.preferred_channel, f"{prefix}.preferred_channel", v),
         consents=tuple(sorted(consents.items())),
         quiet_hours=QuietHours(p.quiet_hours.start_minute, p.quiet_hours.end_minute)
         if p.HasField("quiet_hours")
         else None,
         discreet=p.discreet,
         referred_by_id=p.referred_by_id,
-        relationship=enum_from_proto(
-            p.relationship, *RELATIONSHIP, Relationship, f"{prefix}.relationship", v
-        )
+        relationship=RELATIONSHIP.parse(p.relationship, f"{prefix}.relationship", v)
         or Relationship.EXTERNAL_CUSTOMER,
     )
+    v.raise_if_any()
+    return ContactDraft(kind, details)
 
 
-def filter_from_request(r: contacts_pb.ListContactsRequest, v: Violations) -> ContactFilter:
-    return ContactFilter(
-        status=enum_from_proto(r.status, *STATUS, Lifecycle, "status", v),
+def filter_from_request(r: contacts_pb.ListContactsRequest) -> ContactFilter:
+    v = Violations()
+    f = ContactFilter(
+        status=STATUS.parse(r.status, "status", v),
         owner_id=r.owner_id,
         team=r.team,
         tag=r.tag,
-        kind=enum_from_proto(r.kind, *KIND, ContactKind, "kind", v),
-        relationship=enum_from_proto(
-            r.relationship, *RELATIONSHIP, Relationship, "relationship", v
-        ),
-        updated_since=from_timestamp(r, "updated_since"),
+        kind=KIND.parse(r.kind, "kind", v),
+        relationship=RELATIONSHIP.parse(r.relationship, "relationship", v),
+        updated_since=from_timestamp(r, "updated_since", "updated_since", v),
     )
+    v.raise_if_any()
+    return f

@@ -14,9 +14,7 @@ from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
 from followup.domain.contacts import ContactCard
 from followup.ports import ContactsUnavailableError
-
-# A merged contact points to its survivor; a chain longer than this is a data problem.
-MAX_MERGE_HOPS = 3
+from promesa.usecases import MAX_MERGE_HOPS
 
 
 class GrpcContactDirectory:

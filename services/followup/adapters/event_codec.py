@@ -5,13 +5,14 @@ announced by ids, channel and template only)."""
 from __future__ import annotations
 
 import re
+from typing import assert_never
 
 from google.protobuf.message import Message
 
 from crm.followup.v1 import events_pb2 as events_pb
-from crm.followup.v1 import promise_pb2, reminder_pb2
+from crm.followup.v1 import reminder_pb2
 from followup.domain.events import (
-    SYSTEM,
+    POLICY_ACTOR,
     CustomerNoticeSent,
     PromiseCancelled,
     PromiseEscalated,
@@ -26,21 +27,23 @@ from followup.domain.events import (
 )
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
+from followup.entrypoints.proto_mapping import (
+    CHANNEL,
+    KIND,
+    NOTICE_REASON,
+    NOTICE_TEMPLATE,
+    PRIORITY,
+    REMINDER_KIND,
+)
 from promesa.codec import outgoing
+from promesa.event_catalog import FOLLOWUP
 from promesa.events import OutgoingEvent
 from promesa.ids import derived_id
-from promesa.protos import enum_to_proto, to_timestamp
+from promesa.protos import to_timestamp
 
 SOURCE = "promesa/followup"
 REMINDERS_PREFIX = "crm.followup.reminders"
 _NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
-
-CHANNEL = ("CHANNEL", promise_pb2.Channel)
-KIND = ("PROMISE_KIND", promise_pb2.PromiseKind)
-PRIORITY = ("PRIORITY", promise_pb2.Priority)
-REMINDER_KIND = ("REMINDER_KIND", reminder_pb2.ReminderKind)
-NOTICE_REASON = ("NOTICE_REASON", reminder_pb2.NoticeReason)
-NOTICE_TEMPLATE = ("NOTICE_TEMPLATE", reminder_pb2.NoticeTemplate)
 
 
 def reminder_subject(recipient_id: str) -> str:
@@ -56,13 +59,13 @@ def reminder_message(r: ReminderDelivery, p: Promise, discreet: bool) -> reminde
         id=r.id,
         promise_id=p.id,
         contact_id=p.contact_id,
-        kind=enum_to_proto(r.kind, *REMINDER_KIND),
+        kind=REMINDER_KIND.to_proto(r.kind),
         recipient_id=r.recipient_id,
         owner_id=p.owner_id,
         due_at=to_timestamp(p.due_at),
         text="" if discreet else p.text,
-        promise_kind=enum_to_proto(p.kind, *KIND),
-        priority=enum_to_proto(p.priority, *PRIORITY),
+        promise_kind=KIND.to_proto(p.kind),
+        priority=PRIORITY.to_proto(p.priority),
         scheduled_at=to_timestamp(r.scheduled_at),
     )
 
@@ -72,23 +75,23 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
     event_id: str | None = None
     match event:
         case PromiseMade(p, actor, at):
-            name, about = "promise_made", p.id
+            about = p.id
             message = events_pb.PromiseMade(
                 promise_id=p.id,
                 contact_id=p.contact_id,
                 source_interaction_id=p.source_interaction_id,
-                kind=enum_to_proto(p.kind, *KIND),
-                channel=enum_to_proto(p.channel, *CHANNEL),
+                kind=KIND.to_proto(p.kind),
+                channel=CHANNEL.to_proto(p.channel),
                 owner_id=p.owner_id,
                 team=p.team,
                 due_at=to_timestamp(p.due_at),
-                priority=enum_to_proto(p.priority, *PRIORITY),
+                priority=PRIORITY.to_proto(p.priority),
                 follows_promise_id=p.follows_promise_id,
                 actor=actor,
                 occurred_at=to_timestamp(at),
             )
         case PromiseReassigned(p, previous_owner, previous_team, actor, at):
-            name, about = "promise_reassigned", p.id
+            about = p.id
             message = events_pb.PromiseReassigned(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -100,7 +103,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseRenegotiated(p, previous_due, agreed, actor, at):
-            name, about = "promise_renegotiated", p.id
+            about = p.id
             message = events_pb.PromiseRenegotiated(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -112,7 +115,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseKept(p, actor, at):
-            name, about = "promise_kept", p.id
+            about = p.id
             message = events_pb.PromiseKept(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -125,7 +128,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseCancelled(p, actor, at):
-            name, about = "promise_cancelled", p.id
+            about = p.id
             message = events_pb.PromiseCancelled(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -135,18 +138,18 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseOverdue(p, at):
-            name, about = "promise_overdue", p.id
+            about = p.id
             message = events_pb.PromiseOverdue(
                 promise_id=p.id,
                 contact_id=p.contact_id,
                 owner_id=p.owner_id,
                 team=p.team,
                 due_at=to_timestamp(p.due_at),
-                actor=SYSTEM,
+                actor=POLICY_ACTOR,
                 occurred_at=to_timestamp(at),
             )
         case PromiseEscalated(p, supervisor, at):
-            name, about = "promise_escalated", p.id
+            about = p.id
             message = events_pb.PromiseEscalated(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -154,34 +157,34 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 team=p.team,
                 escalated_to_id=supervisor,
                 due_at=to_timestamp(p.due_at),
-                actor=SYSTEM,
+                actor=POLICY_ACTOR,
                 occurred_at=to_timestamp(at),
             )
         case ReminderSent(r, notifiers, at):
-            name, about = "reminder_sent", r.promise_id
+            about = r.promise_id
             event_id = derived_id("reminder_sent", r.id)
             message = events_pb.ReminderSent(
                 reminder_id=r.id,
                 promise_id=r.promise_id,
                 contact_id=r.contact_id,
-                kind=enum_to_proto(r.kind, *REMINDER_KIND),
+                kind=REMINDER_KIND.to_proto(r.kind),
                 recipient_id=r.recipient_id,
                 notifiers=notifiers,
-                actor=SYSTEM,
+                actor=POLICY_ACTOR,
                 occurred_at=to_timestamp(at),
             )
         case CustomerNoticeSent(n, contact_id, at):
-            name, about = "customer_notice_sent", n.promise_id
+            about = n.promise_id
             event_id = derived_id("customer_notice_sent", n.id)
             notice = n.notice
             message = events_pb.CustomerNoticeSent(
                 notice_id=n.id,
                 promise_id=n.promise_id,
                 contact_id=contact_id,
-                channel=enum_to_proto(notice.channel if notice else None, *CHANNEL),
-                template=enum_to_proto(notice.template if notice else None, *NOTICE_TEMPLATE),
-                reason=enum_to_proto(notice.reason if notice else None, *NOTICE_REASON),
-                actor=SYSTEM,
+                channel=CHANNEL.to_proto(notice.channel if notice else None),
+                template=NOTICE_TEMPLATE.to_proto(notice.template if notice else None),
+                reason=NOTICE_REASON.to_proto(notice.reason if notice else None),
+                actor=POLICY_ACTOR,
                 occurred_at=to_timestamp(at),
             )
         case ReminderDue(r, p, discreet, at):
@@ -194,9 +197,11 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 at=at,
                 event_id=derived_id("reminder", r.id),
             )
+        case _:
+            assert_never(event)
     return outgoing(
         message,
-        subject=f"crm.followup.{name}",
+        subject=FOLLOWUP.subject(message),
         source=SOURCE,
         about=about,
         at=event.occurred_at,

@@ -24,15 +24,8 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
-from followup.adapters.documents import (
-    delivery_doc,
-    delivery_from,
-    iso,
-    profile_doc,
-    profile_from,
-    promise_doc,
-    promise_from,
-)
+from followup.adapters import documents
+from followup.adapters.documents import iso
 from followup.domain.contacts import ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Promise, PromiseKind, Status
@@ -41,9 +34,7 @@ from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
 from promesa import mongo as db
 from promesa.ids import new_id
 from promesa.mongo_store import MongoStore
-from promesa.storage import (
-    VersionConflictError,
-)
+from promesa.pagination import Cursor
 
 PROMISES = "promises"
 REMINDERS = "reminders"
@@ -97,8 +88,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     CONTACT_PROFILES: [],
 }
 
-DeadLetters = builtins.list[dict[str, object]]  # inside the class, `list` is a method
-
 
 def _reminder_row(r: ReminderDelivery) -> db.Document:
     row: db.Document = {
@@ -107,7 +96,7 @@ def _reminder_row(r: ReminderDelivery) -> db.Document:
         "owner_id": r.owner_id,
         "outcome": r.outcome.value,
         "scheduled_at": iso(r.scheduled_at),
-        "doc": delivery_doc(r),
+        "doc": documents.delivery_doc(r),
     }
     if r.next_attempt_at is not None:
         row["next_attempt_at"] = iso(r.next_attempt_at)
@@ -144,20 +133,18 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             cursor = cursor.sort(builtins.list(sort))
         if limit is not None:
             cursor = cursor.limit(limit)
-        return [promise_from(d) for d in await cursor.to_list()]
+        return [documents.promise_from(d) for d in await cursor.to_list()]
 
     async def get(self, promise_id: str) -> Promise | None:
         doc = await self._promises.find_one({"_id": promise_id})
-        return promise_from(doc) if doc else None
+        return documents.promise_from(doc) if doc else None
 
     async def get_many(self, promise_ids: Sequence[str]) -> builtins.list[Promise]:
         if not promise_ids:
             return []
         return await self._find({"_id": {"$in": builtins.list(promise_ids)}})
 
-    async def list(
-        self, f: PromiseFilter, after: tuple[datetime, str] | None, limit: int
-    ) -> Sequence[Promise]:
+    async def list(self, f: PromiseFilter, after: Cursor | None, limit: int) -> Sequence[Promise]:
         query: db.Document = {}
         clauses: builtins.list[db.Document] = []
         for key in ("owner_id", "team", "contact_id"):
@@ -184,8 +171,8 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
                     ]
                 }
             )
-        if after is not None:
-            at, promise_id = iso(after[0]), after[1]
+        if after is not None and after.at is not None:
+            at, promise_id = iso(after.at), after.id
             # The plain bound keeps the index scan bounded; the $or breaks the tie by id.
             due["$gte"] = max(at, due.get("$gte", at))
             clauses.append(
@@ -219,10 +206,10 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:
         doc = await self._profiles.find_one({"_id": contact_id})
-        return profile_from(doc) if doc else None
+        return documents.profile_from(doc) if doc else None
 
     async def deliveries(
-        self, promise_id: str, owner_id: str, before: tuple[datetime, str] | None, limit: int
+        self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
     ) -> Sequence[ReminderDelivery]:
         if limit <= 0:
             return []
@@ -230,8 +217,8 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         for key, value in (("promise_id", promise_id), ("owner_id", owner_id)):
             if value:
                 query[key] = value
-        if before is not None:
-            at, reminder_id = iso(before[0]), before[1]
+        if before is not None and before.at is not None:
+            at, reminder_id = iso(before.at), before.id
             query["scheduled_at"] = {"$lte": at}
             query["$or"] = [
                 {"scheduled_at": {"$lt": at}},
@@ -243,7 +230,7 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             .limit(limit)
             .to_list()
         )
-        return [delivery_from(r["doc"]) for r in rows]
+        return [documents.delivery_from(r["doc"]) for r in rows]
 
     # --- the scheduler's claim ------------------------------------------------------------------
 
@@ -289,7 +276,7 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             projection={"doc": 1},
             return_document=ReturnDocument.AFTER,
         )
-        return Claim(delivery_from(row["doc"]), token) if row else None
+        return Claim(documents.delivery_from(row["doc"]), token) if row else None
 
     # --- the one write path ------------------------------------------------------------------
 
@@ -300,7 +287,9 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             for claim in change.completed:
                 await self._complete(session, claim)
             for promise, expected in change.saves:
-                await self._save(session, promise, expected)
+                await self._save_versioned(
+                    self._promises, session, promise.id, documents.promise_doc(promise), expected
+                )
             for promise_id, planned in change.replans.items():
                 await self._reminders.delete_many(
                     {"promise_id": promise_id, "outcome": Outcome.PENDING.value}, session=session
@@ -309,7 +298,10 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             await self._insert(session, change.added)
             for profile in change.profiles:
                 await self._profiles.replace_one(
-                    {"_id": profile.contact_id}, profile_doc(profile), upsert=True, session=session
+                    {"_id": profile.contact_id},
+                    documents.profile_doc(profile),
+                    upsert=True,
+                    session=session,
                 )
             if change.forgotten_profiles:
                 await self._profiles.delete_many(
@@ -321,7 +313,7 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
     async def _complete(self, session: db.Session, claim: Claim) -> None:
         r = claim.delivery
         update: db.Document = {
-            "$set": {"doc": delivery_doc(r), "outcome": r.outcome.value},
+            "$set": {"doc": documents.delivery_doc(r), "outcome": r.outcome.value},
             "$unset": {"lease_token": ""},
         }
         if r.next_attempt_at is not None:
@@ -339,18 +331,3 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             await self._reminders.insert_many(
                 [_reminder_row(r) for r in planned], ordered=True, session=session
             )
-
-    async def _save(self, session: db.Session, p: Promise, expected: int) -> None:
-        doc = promise_doc(p)
-        if expected == 0:
-            inserted = await self._promises.update_one(
-                {"_id": p.id}, {"$setOnInsert": doc}, upsert=True, session=session
-            )
-            if inserted.upserted_id is None:
-                raise VersionConflictError(p.id)  # the id exists already
-            return
-        replaced = await self._promises.replace_one(
-            {"_id": p.id, "version": expected}, doc, session=session
-        )
-        if replaced.matched_count != 1:
-            raise VersionConflictError(p.id)

@@ -16,8 +16,9 @@ from followup.adapters.event_codec import reminder_subject
 from promesa.bus import FOLLOWUP_STREAM, EventBus
 
 
-class ReminderSubscription:
-    """Listening from the moment it exists; iterate for reminders, close when done."""
+class NatsReminderSubscription:
+    """An ordered push consumer on one user's subject, listening from the moment it exists;
+    iterate for reminders, close when done (a `ports.ReminderSubscription`)."""
 
     def __init__(self, sub: JetStreamContext.PushSubscription, user_id: str) -> None:
         self._sub = sub
@@ -34,14 +35,16 @@ class ReminderSubscription:
 
 
 class NatsReminderFeed:
+    """The `ports.ReminderFeed` on JetStream."""
+
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
 
-    async def subscribe(self, user_id: str) -> ReminderSubscription:
+    async def subscribe(self, user_id: str) -> NatsReminderSubscription:
         sub = await self._bus.js.subscribe(
             reminder_subject(user_id),
             stream=FOLLOWUP_STREAM.name,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
-        return ReminderSubscription(sub, user_id)
+        return NatsReminderSubscription(sub, user_id)

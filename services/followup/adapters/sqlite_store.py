@@ -15,15 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from followup.adapters.documents import (
-    delivery_doc,
-    delivery_from,
-    iso,
-    profile_doc,
-    profile_from,
-    promise_doc,
-    promise_from,
-)
+from followup.adapters import documents
+from followup.adapters.documents import iso
 from followup.domain.contacts import ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Promise, PromiseKind, Status
@@ -32,8 +25,8 @@ from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.ids import new_id
+from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
-from promesa.storage import VersionConflictError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS promises (
@@ -92,7 +85,7 @@ class SqlitePromiseStore(SqliteStore):
     # --- reads -------------------------------------------------------------------------------
 
     def _promises(self, sql: str, args: Sequence[object]) -> builtins.list[Promise]:
-        return [promise_from(json.loads(r[0])) for r in self._conn.execute(sql, args)]
+        return [documents.promise_from(json.loads(r[0])) for r in self._conn.execute(sql, args)]
 
     async def get(self, promise_id: str) -> Promise | None:
         found = self._promises("SELECT doc FROM promises WHERE id = ?", (promise_id,))
@@ -102,9 +95,7 @@ class SqlitePromiseStore(SqliteStore):
         marks = ",".join("?" * len(promise_ids))
         return self._promises(f"SELECT doc FROM promises WHERE id IN ({marks})", promise_ids)
 
-    async def list(
-        self, f: PromiseFilter, after: tuple[datetime, str] | None, limit: int
-    ) -> Sequence[Promise]:
+    async def list(self, f: PromiseFilter, after: Cursor | None, limit: int) -> Sequence[Promise]:
         where: builtins.list[str] = []
         args: builtins.list[object] = []
         for column in ("owner_id", "team", "contact_id"):
@@ -127,9 +118,9 @@ class SqlitePromiseStore(SqliteStore):
                 " OR (status = 'WAITING_ON_CUSTOMER' AND paused_at > due_at))"
             )
             args.append(iso(f.overdue_at))
-        if after is not None:
+        if after is not None and after.at is not None:
             where.append("(due_at, id) > (?, ?)")
-            args.extend([iso(after[0]), after[1]])
+            args.extend([iso(after.at), after.id])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT doc FROM promises {clause} ORDER BY due_at, id LIMIT ?"
         return self._promises(sql, (*args, limit))
@@ -153,10 +144,10 @@ class SqlitePromiseStore(SqliteStore):
         row = self._conn.execute(
             "SELECT doc FROM contact_profiles WHERE contact_id = ?", (contact_id,)
         ).fetchone()
-        return profile_from(json.loads(row[0])) if row else None
+        return documents.profile_from(json.loads(row[0])) if row else None
 
     async def deliveries(
-        self, promise_id: str, owner_id: str, before: tuple[datetime, str] | None, limit: int
+        self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
     ) -> Sequence[ReminderDelivery]:
         where: builtins.list[str] = []
         args: builtins.list[object] = []
@@ -164,15 +155,15 @@ class SqlitePromiseStore(SqliteStore):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
-        if before is not None:
+        if before is not None and before.at is not None:
             where.append("(scheduled_at, id) < (?, ?)")
-            args.extend([iso(before[0]), before[1]])
+            args.extend([iso(before.at), before.id])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._conn.execute(
             f"SELECT doc FROM reminders {clause} ORDER BY scheduled_at DESC, id DESC LIMIT ?",
             (*args, limit),
         )
-        return [delivery_from(json.loads(r[0])) for r in rows]
+        return [documents.delivery_from(json.loads(r[0])) for r in rows]
 
     # --- the scheduler's claim ------------------------------------------------------------------
 
@@ -194,7 +185,7 @@ class SqlitePromiseStore(SqliteStore):
                 "UPDATE reminders SET next_attempt_at = ?, lease_token = ? WHERE id = ?",
                 [(iso(lease_until), token, r[0]) for r in rows],
             )
-        return [Claim(delivery_from(json.loads(r[1])), token) for r in rows]
+        return [Claim(documents.delivery_from(json.loads(r[1])), token) for r in rows]
 
     # --- the one write path ------------------------------------------------------------------
 
@@ -215,7 +206,7 @@ class SqlitePromiseStore(SqliteStore):
             for profile in change.profiles:
                 conn.execute(
                     "INSERT OR REPLACE INTO contact_profiles (contact_id, doc) VALUES (?, ?)",
-                    (profile.contact_id, json.dumps(profile_doc(profile))),
+                    (profile.contact_id, json.dumps(documents.profile_doc(profile))),
                 )
             conn.executemany(
                 "DELETE FROM contact_profiles WHERE contact_id = ?",
@@ -228,7 +219,7 @@ class SqlitePromiseStore(SqliteStore):
             "UPDATE reminders SET doc = ?, outcome = ?, next_attempt_at = ?, lease_token = NULL"
             " WHERE id = ? AND lease_token = ?",
             (
-                json.dumps(delivery_doc(r)),
+                json.dumps(documents.delivery_doc(r)),
                 r.outcome.value,
                 iso(r.next_attempt_at) if r.next_attempt_at else None,
                 r.id,
@@ -250,42 +241,24 @@ class SqlitePromiseStore(SqliteStore):
                     r.outcome.value,
                     iso(r.scheduled_at),
                     iso(r.next_attempt_at) if r.next_attempt_at else None,
-                    json.dumps(delivery_doc(r)),
+                    json.dumps(documents.delivery_doc(r)),
                 )
                 for r in planned
             ],
         )
 
     def _save(self, conn: sqlite3.Connection, p: Promise, expected: int) -> None:
-        row = (
-            p.version,
-            json.dumps(promise_doc(p)),
-            p.contact_id,
-            p.owner_id,
-            p.team,
-            p.status.value,
-            p.kind.value,
-            iso(p.due_at),
-            iso(p.paused_at) if p.paused_at else None,
-            iso(p.created_at),
-            p.id,
-        )
-        if expected == 0:
-            try:
-                conn.execute(
-                    "INSERT INTO promises (version, doc, contact_id, owner_id, team, status,"
-                    " kind, due_at, paused_at, created_at, id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            except sqlite3.IntegrityError:
-                raise VersionConflictError(p.id) from None
-            return
-        cur = conn.execute(
-            "UPDATE promises SET version = ?, doc = ?, contact_id = ?, owner_id = ?, team = ?,"
-            " status = ?, kind = ?, due_at = ?, paused_at = ?, created_at = ?"
-            " WHERE id = ? AND version = ?",
-            (*row, expected),
-        )
-        if cur.rowcount != 1:
-            raise VersionConflictError(p.id)
+        row = {
+            "id": p.id,
+            "version": p.version,
+            "doc": json.dumps(documents.promise_doc(p)),
+            "contact_id": p.contact_id,
+            "owner_id": p.owner_id,
+            "team": p.team,
+            "status": p.status.value,
+            "kind": p.kind.value,
+            "due_at": iso(p.due_at),
+            "paused_at": iso(p.paused_at) if p.paused_at else None,
+            "created_at": iso(p.created_at),
+        }
+        self._save_versioned(conn, "promises", row, expected)

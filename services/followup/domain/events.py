@@ -8,7 +8,11 @@ from datetime import datetime
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
 
-SYSTEM = "system"
+# The actor of what the service's own policy does, not a caller: a promise noted overdue,
+# escalated, reminded, cancelled because its contact was erased. The event contract spells it
+# "system"; a background worker's identity (`current_identity()`) is recorded instead wherever
+# one acts on behalf of an event.
+POLICY_ACTOR = "system"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from followup.domain.events import (
-    SYSTEM,
+    POLICY_ACTOR,
     PromiseCancelled,
     PromiseEscalated,
     PromiseEvent,
@@ -19,7 +19,7 @@ from followup.domain.events import (
     PromiseReassigned,
     PromiseRenegotiated,
 )
-from followup.domain.model import Action, Evidence, HistoryEntry, Promise, Status
+from followup.domain.model import Action, Evidence, HistoryEntry, Promise, Status, shifted
 
 Result = tuple[Promise, list[PromiseEvent]]
 ERASED_TEXT = ""
@@ -102,7 +102,7 @@ def renegotiate(
     moved = _changed(
         p,
         entry,
-        due_at=new_due - p.current_pause(now),  # a paused promise stays paused
+        due_at=shifted(new_due, -p.current_pause(now)),  # a paused promise stays paused
         renegotiation_count=p.renegotiation_count + 1,
     )
     return moved, [PromiseRenegotiated(moved, p.due_at, agreed, who, now)]
@@ -153,7 +153,7 @@ def note_overdue(p: Promise, now: datetime) -> Result:
     """Once per due time: the owner missed it, and everyone can see so."""
     if p.status is not Status.OPEN or now < p.due_at or p.overdue_noted_for == p.due_at:
         return p, []
-    entry = HistoryEntry(SYSTEM, now, Action.OVERDUE, from_value=_iso(p.due_at))
+    entry = HistoryEntry(POLICY_ACTOR, now, Action.OVERDUE, from_value=_iso(p.due_at))
     late = _changed(p, entry, overdue_noted_for=p.due_at)
     return late, [PromiseOverdue(late, now)]
 
@@ -161,20 +161,20 @@ def note_overdue(p: Promise, now: datetime) -> Result:
 def escalate(p: Promise, supervisor_id: str, reason: str, now: datetime) -> Result:
     if not p.is_open:
         return p, []
-    entry = HistoryEntry(SYSTEM, now, Action.ESCALATED, reason=reason, to_value=supervisor_id)
+    entry = HistoryEntry(POLICY_ACTOR, now, Action.ESCALATED, reason=reason, to_value=supervisor_id)
     raised = _changed(p, entry, escalated_at=p.escalated_at or now)
     return raised, [PromiseEscalated(raised, supervisor_id, now)]
 
 
 def erase(p: Promise, now: datetime) -> Result:
-    """The contact asked to be forgotten: open promises are cancelled by the system and every
-    free text the customer may appear in is removed, history included."""
+    """The contact asked to be forgotten: open promises are cancelled by policy and every free
+    text the customer may appear in is removed, history included."""
     events: list[PromiseEvent] = []
     if p.is_open:
         p = _end_pause(p, now)
-        entry = HistoryEntry(SYSTEM, now, Action.CANCELLED, reason="contact erased")
+        entry = HistoryEntry(POLICY_ACTOR, now, Action.CANCELLED, reason="contact erased")
         p = _changed(p, entry, status=Status.CANCELLED, cancel_reason="contact erased")
-        events.append(PromiseCancelled(p, SYSTEM, now))
+        events.append(PromiseCancelled(p, POLICY_ACTOR, now))
     scrubbed = tuple(replace(h, reason="") for h in p.history)
     return (
         replace(
@@ -185,17 +185,15 @@ def erase(p: Promise, now: datetime) -> Result:
             erased_at=now,
             version=p.version + 1,
             updated_at=now,
-            updated_by=SYSTEM,
+            updated_by=POLICY_ACTOR,
         ),
         events,
     )
 
 
-def repoint(p: Promise, survivor_id: str, now: datetime) -> Promise:
+def repoint(p: Promise, survivor_id: str, who: str, now: datetime) -> Promise:
     """The contact was merged into another: the promise now belongs to the survivor."""
-    return replace(
-        p, contact_id=survivor_id, version=p.version + 1, updated_at=now, updated_by=SYSTEM
-    )
+    return replace(p, contact_id=survivor_id, version=p.version + 1, updated_at=now, updated_by=who)
 
 
 def _end_pause(p: Promise, now: datetime) -> Promise:
@@ -204,7 +202,7 @@ def _end_pause(p: Promise, now: datetime) -> Promise:
         return p
     return replace(
         p,
-        due_at=p.due_at + pause_length,
+        due_at=shifted(p.due_at, pause_length),
         paused_total=p.paused_total + pause_length,
         paused_at=None,
     )

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 ZERO = timedelta(0)
+# The ends of the calendar. A promise may be due far ahead (an interaction says so), so a time
+# derived from it is held at an end rather than overflowing and breaking every later read.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def shifted(at: datetime, by: timedelta, times: int = 1) -> datetime:
+    """`at + by * times`, held at the calendar's ends instead of overflowing."""
+    try:
+        return at + by * times
+    except OverflowError:
+        return LATEST if (by > ZERO) == (times > 0) else EARLIEST
 
 
 class Channel(enum.StrEnum):
@@ -66,6 +78,22 @@ class Evidence:
 
     def __bool__(self) -> bool:
         return bool(self.interaction_id or self.note)
+
+
+@dataclass(frozen=True)
+class PromiseDraft:
+    """What a caller (or an interaction) says about a new promise, before it is checked."""
+
+    contact_id: str
+    text: str
+    kind: PromiseKind | None
+    owner_id: str
+    due_at: datetime | None
+    team: str = ""
+    channel: Channel | None = None
+    priority: Priority | None = None
+    source_interaction_id: str = ""
+    follows_promise_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +163,7 @@ class Promise:
 
     def effective_due(self, now: datetime) -> datetime:
         """The due time with the clock stopped during the current pause."""
-        return self.due_at + self.current_pause(now)
+        return shifted(self.due_at, self.current_pause(now))
 
     def is_overdue(self, now: datetime) -> bool:
         return self.is_open and now > self.effective_due(now)

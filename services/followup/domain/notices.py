@@ -209,7 +209,10 @@ def local_time(at: datetime, prefs: ContactPreferences) -> str:
     """`Thursday 5 March 2026 at 17:00 (Europe/Madrid)`, in the contact's zone (else UTC);
     English names whatever the process locale."""
     zone = prefs.zone()
-    local = at.astimezone(zone or UTC)
+    try:
+        local = at.astimezone(zone or UTC)
+    except OverflowError:  # past the calendar's end in that zone: said in UTC instead
+        zone, local = None, at.astimezone(UTC)
     label = prefs.time_zone if zone else "UTC"
     return (
         f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"

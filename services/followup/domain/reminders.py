@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from followup.domain.model import Channel, Promise, Status
+from followup.domain.model import Channel, Promise, Status, shifted
 
 
 class ReminderKind(enum.StrEnum):
@@ -132,15 +132,18 @@ class ReminderPolicy:
     def retry_at(self, rounds: int, now: datetime) -> datetime | None:
         """When to try again after `rounds` failed rounds: exponential back-off, None after
         the last round the policy allows."""
-        return now + self.retry_base * 2 ** (rounds - 1) if rounds < self.max_attempts else None
+        if rounds >= self.max_attempts:
+            return None
+        return shifted(now, self.retry_base, 2 ** (rounds - 1))
 
     def next_escalation(self, p: Promise, after: datetime) -> datetime:
-        """The first escalation slot (due + 4 h + n days) later than `after`."""
-        first = p.due_at + self.escalate_after
+        """The first escalation slot (due + 4 h + n days) later than `after`; for a promise due
+        at the calendar's end, that end (never reached)."""
+        first = shifted(p.due_at, self.escalate_after)
         if after < first:
             return first
         periods = (after - first) // self.escalate_every + 1
-        return first + periods * self.escalate_every
+        return shifted(first, self.escalate_every, periods)
 
 
 def plan(
@@ -156,15 +159,15 @@ def plan(
     if p.status is not Status.OPEN:
         return []
     planned: list[tuple[ReminderKind, datetime, str]] = [
-        (kind, p.due_at - lead, p.owner_id)
+        (kind, at, p.owner_id)
         for kind, lead in policy.before_due
-        if p.due_at - lead >= now
+        if (at := shifted(p.due_at, -lead)) >= now
     ]
     if p.overdue_noted_for != p.due_at:
         planned.append((ReminderKind.AT_DUE, max(p.due_at, now), p.owner_id))
     if supervisor_id:
         last = p.last_escalated_at
-        if last is None and now >= p.due_at + policy.escalate_after:
+        if last is None and now >= shifted(p.due_at, policy.escalate_after):
             at = now  # overdue long enough and never escalated: at once
         else:
             at = policy.next_escalation(p, max(last or now, now - timedelta(microseconds=1)))

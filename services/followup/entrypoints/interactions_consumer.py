@@ -2,42 +2,49 @@
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
-from followup.domain.model import Channel, PromiseKind
-from followup.usecases import InteractionFacts, PromisedInInteraction, PromiseLedger
-from promesa.errors import Violations
+from followup.domain.model import shifted
+from followup.entrypoints.proto_mapping import INTERACTION_CHANNEL, INTERACTION_PROMISE_KIND
+from followup.usecases import PromiseReactions
+from followup.usecases.reactions import InteractionFacts, PromiseInInteraction
+from promesa.event_catalog import INTERACTIONS, require
 from promesa.events import IncomingEvent, UndecodableEventError
-from promesa.protos import enum_from_proto, from_timestamp
+from promesa.protos import read_timestamp
+from promesa.storage import InboxKey
 
 CONSUMER = "followup-interactions"
-SUBJECTS = ("crm.interactions.recorded",)
+SUBJECTS = INTERACTIONS.subjects("recorded")
 COMPLAINT = interaction_pb2.INTERACTION_TYPE_COMPLAINT
-CHANNEL = ("CHANNEL", interaction_pb2.Channel)
-KIND = ("PROMISE_KIND", interaction_pb2.PromiseKind)
 
 
 def facts_from(recorded: interactions_events.InteractionRecorded) -> InteractionFacts:
-    occurred_at = from_timestamp(recorded, "occurred_at")
-    if not recorded.contact_id or not recorded.interaction_id or occurred_at is None:
-        raise UndecodableEventError("interaction_id, contact_id and occurred_at are required")
-    v = Violations()  # an enum value newer than this code reads as unset, not as an error
+    """The event as the reaction needs it. Enum values newer than this code read as unset;
+    a promise without text or a readable due time can never be tracked (dead letters)."""
+    occurred_at = read_timestamp(recorded, "occurred_at")
+    require(
+        interaction_id=recorded.interaction_id,
+        contact_id=recorded.contact_id,
+        occurred_at=occurred_at,
+    )
+    assert occurred_at is not None
     promised = []
     for i, p in enumerate(recorded.promises):
-        due_at = from_timestamp(p, "due_at")
+        due_at = read_timestamp(p, "due_at")
         if due_at is None and p.HasField("due_within"):
-            due_at = occurred_at + p.due_within.ToTimedelta()
-        if due_at is None or not p.text:
-            raise UndecodableEventError(f"promises[{i}] has no text or no due time")
-        kind = enum_from_proto(p.kind, *KIND, PromiseKind, f"promises[{i}].kind", v)
-        promised.append(PromisedInInteraction(p.id, p.text, due_at, p.owner_id, kind))
+            try:
+                due_at = shifted(occurred_at, p.due_within.ToTimedelta())
+            except (ValueError, OverflowError):
+                due_at = None  # not a Duration: the promise has no due time
+        require(**{f"promises[{i}].text": p.text, f"promises[{i}].due_at": due_at})
+        assert due_at is not None
+        kind = INTERACTION_PROMISE_KIND.read(p.kind)
+        promised.append(PromiseInInteraction(p.id, p.text, due_at, p.owner_id, kind))
     return InteractionFacts(
         interaction_id=recorded.interaction_id,
         contact_id=recorded.contact_id,
         is_complaint=recorded.type == COMPLAINT,
-        channel=enum_from_proto(recorded.channel, *CHANNEL, Channel, "channel", v),
+        channel=INTERACTION_CHANNEL.read(recorded.channel),
         occurred_at=occurred_at,
         agent_id=recorded.agent_id,
         team=recorded.team,
@@ -47,14 +54,13 @@ def facts_from(recorded: interactions_events.InteractionRecorded) -> Interaction
 
 
 class InteractionsHandler:
-    def __init__(self, ledger: PromiseLedger) -> None:
-        self._ledger = ledger
+    def __init__(self, reactions: PromiseReactions) -> None:
+        self._reactions = reactions
 
     async def __call__(self, event: IncomingEvent) -> None:
-        try:
-            recorded = interactions_events.InteractionRecorded.FromString(event.data)
-        except DecodeError as exc:
-            raise UndecodableEventError(str(exc)) from exc
-        if not event.event_id:
-            raise UndecodableEventError("the event has no id")
-        await self._ledger.record_interaction(CONSUMER, event.event_id, facts_from(recorded))
+        match INTERACTIONS.decode(event):
+            case interactions_events.InteractionRecorded() as recorded:
+                inbox = InboxKey(CONSUMER, event.event_id)
+                await self._reactions.interaction_recorded(inbox, facts_from(recorded))
+            case other:
+                raise UndecodableEventError(f"not followed here: {other.DESCRIPTOR.full_name}")

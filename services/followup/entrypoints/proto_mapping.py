@@ -1,32 +1,55 @@
-"""Translation between follow-up protos and the domain; unknown enum numbers become violations."""
+"""Translation between protos and the follow-up domain, and the one declaration of every enum
+mapping the service uses (the event codec and the consumers import them from here).
+
+A mapper from a request creates one Violations; every enum and timestamp it reads adds to it,
+and it raises once, so a caller sees every field it could not read in one answer.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from crm.contacts.v1 import contact_pb2
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
-from followup.domain.model import Channel, Priority, Promise, PromiseKind, Status
-from followup.domain.reminders import NoticeRecord, Outcome, ReminderDelivery
+from crm.interactions.v1 import interaction_pb2
+from followup.domain.model import (
+    Action,
+    Channel,
+    Evidence,
+    Priority,
+    Promise,
+    PromiseDraft,
+    PromiseKind,
+    Status,
+)
+from followup.domain.reminders import (
+    NoticeReason,
+    NoticeRecord,
+    NoticeTemplate,
+    Outcome,
+    ReminderDelivery,
+    ReminderKind,
+)
 from followup.domain.stats import Grouping, PromiseStats
 from followup.ports import PromiseFilter
-from followup.usecases import PromiseDraft
 from promesa.clock import Clock
 from promesa.errors import Violations
-from promesa.protos import (
-    enum_from_proto,
-    enum_to_proto,
-    from_timestamp,
-    to_duration,
-    to_timestamp,
-)
+from promesa.protos import EnumMap, from_timestamp, to_duration, to_timestamp
 
-CHANNEL = ("CHANNEL", promise_pb2.Channel)
-KIND = ("PROMISE_KIND", promise_pb2.PromiseKind)
-PRIORITY = ("PRIORITY", promise_pb2.Priority)
-STATUS = ("PROMISE_STATUS", promise_pb2.PromiseStatus)
-ACTION = ("HISTORY_ACTION", promise_pb2.HistoryAction)
-REMINDER_KIND = ("REMINDER_KIND", reminder_pb2.ReminderKind)
-NOTICE_REASON = ("NOTICE_REASON", reminder_pb2.NoticeReason)
-NOTICE_TEMPLATE = ("NOTICE_TEMPLATE", reminder_pb2.NoticeTemplate)
+CHANNEL = EnumMap(promise_pb2.Channel, "CHANNEL", Channel)
+KIND = EnumMap(promise_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
+PRIORITY = EnumMap(promise_pb2.Priority, "PRIORITY", Priority)
+STATUS = EnumMap(promise_pb2.PromiseStatus, "PROMISE_STATUS", Status)
+ACTION = EnumMap(promise_pb2.HistoryAction, "HISTORY_ACTION", Action)
+REMINDER_KIND = EnumMap(reminder_pb2.ReminderKind, "REMINDER_KIND", ReminderKind)
+NOTICE_REASON = EnumMap(reminder_pb2.NoticeReason, "NOTICE_REASON", NoticeReason)
+NOTICE_TEMPLATE = EnumMap(reminder_pb2.NoticeTemplate, "NOTICE_TEMPLATE", NoticeTemplate)
+GROUPING = EnumMap(followup_pb.StatsGrouping, "STATS_GROUPING", Grouping)
+# The same values in the other services' contracts, read from their events.
+INTERACTION_CHANNEL = EnumMap(interaction_pb2.Channel, "CHANNEL", Channel)
+INTERACTION_PROMISE_KIND = EnumMap(interaction_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
+CONTACT_CHANNEL = EnumMap(contact_pb2.Channel, "CHANNEL", Channel)
 # QUEUED (a customer notice not sent yet) is PENDING to callers: the difference only matters
 # to the store, which replaces pending owner reminders on a replan but never queued notices.
 OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
@@ -36,7 +59,6 @@ OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
     Outcome.FAILED: reminder_pb2.DELIVERY_OUTCOME_FAILED,
     Outcome.DROPPED: reminder_pb2.DELIVERY_OUTCOME_DROPPED,
 }
-GROUPING = ("STATS_GROUPING", followup_pb.StatsGrouping)
 
 
 def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
@@ -46,14 +68,14 @@ def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
         contact_id=p.contact_id,
         source_interaction_id=p.source_interaction_id,
         text=p.text,
-        channel=enum_to_proto(p.channel, *CHANNEL),
-        kind=enum_to_proto(p.kind, *KIND),
+        channel=CHANNEL.to_proto(p.channel),
+        kind=KIND.to_proto(p.kind),
         owner_id=p.owner_id,
         team=p.team,
         created_by=p.created_by,
         due_at=to_timestamp(p.due_at),
-        priority=enum_to_proto(p.priority, *PRIORITY),
-        status=enum_to_proto(p.status, *STATUS),
+        priority=PRIORITY.to_proto(p.priority),
+        status=STATUS.to_proto(p.status),
         overdue=p.is_overdue(now),
         cancel_reason=p.cancel_reason,
         kept_at=to_timestamp(p.kept_at),
@@ -74,7 +96,7 @@ def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
             promise_pb2.HistoryEntry(
                 actor=h.actor,
                 occurred_at=to_timestamp(h.occurred_at),
-                action=enum_to_proto(h.action, *ACTION),
+                action=ACTION.to_proto(h.action),
                 reason=h.reason,
                 from_value=h.from_value,
                 to_value=h.to_value,
@@ -91,42 +113,67 @@ def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
     )
 
 
-def draft_from_proto(p: promise_pb2.Promise, v: Violations) -> PromiseDraft:
+def draft_from_proto(p: promise_pb2.Promise) -> PromiseDraft:
     """Only what a caller may set; output-only fields are ignored, as the contract says."""
-    return PromiseDraft(
+    v = Violations()
+    draft = PromiseDraft(
         contact_id=p.contact_id,
         text=p.text,
-        kind=enum_from_proto(p.kind, *KIND, PromiseKind, "promise.kind", v),
+        kind=KIND.parse(p.kind, "promise.kind", v),
         owner_id=p.owner_id,
-        due_at=from_timestamp(p, "due_at"),
+        due_at=from_timestamp(p, "due_at", "promise.due_at", v),
         team=p.team,
-        channel=enum_from_proto(p.channel, *CHANNEL, Channel, "promise.channel", v),
-        priority=enum_from_proto(p.priority, *PRIORITY, Priority, "promise.priority", v),
+        channel=CHANNEL.parse(p.channel, "promise.channel", v),
+        priority=PRIORITY.parse(p.priority, "promise.priority", v),
         source_interaction_id=p.source_interaction_id,
         follows_promise_id=p.follows_promise_id,
     )
+    v.raise_if_any()
+    return draft
 
 
-def filter_from_request(r: followup_pb.ListPromisesRequest, v: Violations) -> PromiseFilter:
-    return PromiseFilter(
+def evidence_from_proto(e: promise_pb2.Evidence) -> Evidence:
+    return Evidence(interaction_id=e.interaction_id, note=e.note)
+
+
+def filter_from_request(r: followup_pb.ListPromisesRequest) -> PromiseFilter:
+    v = Violations()
+    f = PromiseFilter(
         owner_id=r.owner_id,
         team=r.team,
         contact_id=r.contact_id,
-        status=enum_from_proto(r.status, *STATUS, Status, "status", v),
-        due_after=from_timestamp(r, "due_after"),
-        due_before=from_timestamp(r, "due_before"),
+        status=STATUS.parse(r.status, "status", v),
+        due_after=from_timestamp(r, "due_after", "due_after", v),
+        due_before=from_timestamp(r, "due_before", "due_before", v),
     )
+    v.raise_if_any()
+    return f
 
 
-def grouping_from_proto(number: int, v: Violations) -> Grouping:
-    return enum_from_proto(number, *GROUPING, Grouping, "grouping", v) or Grouping.ALL
+def new_due_from_request(r: followup_pb.RenegotiateDueDateRequest) -> datetime | None:
+    v = Violations()
+    new_due = from_timestamp(r, "new_due_at", "new_due_at", v)
+    v.raise_if_any()
+    return new_due
+
+
+def stats_query_from_request(
+    r: followup_pb.GetPromiseStatsRequest,
+) -> tuple[Grouping, datetime | None, datetime | None]:
+    """The grouping (unset is ALL) and the window [start, end) of promises made."""
+    v = Violations()
+    grouping = GROUPING.parse(r.grouping, "grouping", v) or Grouping.ALL
+    start = from_timestamp(r, "window_start_at", "window_start_at", v)
+    end = from_timestamp(r, "window_end_at", "window_end_at", v)
+    v.raise_if_any()
+    return grouping, start, end
 
 
 def delivery_to_proto(r: ReminderDelivery) -> reminder_pb2.ReminderDelivery:
     return reminder_pb2.ReminderDelivery(
         id=r.id,
         promise_id=r.promise_id,
-        kind=enum_to_proto(r.kind, *REMINDER_KIND),
+        kind=REMINDER_KIND.to_proto(r.kind),
         recipient_id=r.recipient_id,
         scheduled_at=to_timestamp(r.scheduled_at),
         attempts=[
@@ -147,9 +194,9 @@ def delivery_to_proto(r: ReminderDelivery) -> reminder_pb2.ReminderDelivery:
 
 def notice_to_proto(n: NoticeRecord) -> reminder_pb2.CustomerNotice:
     return reminder_pb2.CustomerNotice(
-        reason=enum_to_proto(n.reason, *NOTICE_REASON),
-        channel=enum_to_proto(n.channel, *CHANNEL),
-        template=enum_to_proto(n.template, *NOTICE_TEMPLATE),
+        reason=NOTICE_REASON.to_proto(n.reason),
+        channel=CHANNEL.to_proto(n.channel),
+        template=NOTICE_TEMPLATE.to_proto(n.template),
         due_at=to_timestamp(n.due_at),
         quiet_hours_end_at=to_timestamp(n.quiet_hours_end_at),
         dropped_reason=n.dropped_reason,

@@ -1,8 +1,9 @@
-"""An interaction as a plain document (JSON in SQLite), shared by every storage adapter."""
+"""An interaction as a plain document (JSON in SQLite), and the sort key of the timeline,
+shared by every storage adapter."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from interactions.domain.model import (
@@ -12,10 +13,29 @@ from interactions.domain.model import (
     Interaction,
     InteractionDetails,
     InteractionType,
+    PromiseInInteraction,
     PromiseKind,
-    PromiseMade,
     Purchase,
 )
+from promesa.pagination import Cursor
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """An instant as integer microseconds since the epoch: exact, compact, and ordered as the
+    instants are (ISO text would be, too, only while every value had the same offset and
+    precision). Defined for the whole calendar, so a window from year 1 to 9999 is a query."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def timeline_key(after: Cursor) -> tuple[int, str]:
+    """Where a timeline page resumes: (occurred_us, id). Timeline cursors always have an
+    instant; the queries refuse a page token without one."""
+    if after.at is None:
+        raise ValueError("a timeline cursor needs the instant of the last row")
+    return micros(after.at), after.id
 
 
 def _when(value: datetime | None) -> str | None:
@@ -97,7 +117,7 @@ def from_document(doc: dict[str, Any]) -> Interaction:
         created_by=doc["created_by"],
         updated_by=doc["updated_by"],
         promises=tuple(
-            PromiseMade(
+            PromiseInInteraction(
                 id=p["id"],
                 text=p["text"],
                 due_at=datetime.fromisoformat(p["due_at"]),

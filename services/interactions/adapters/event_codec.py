@@ -8,6 +8,8 @@ second one.
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from google.protobuf.message import Message
 
 from crm.interactions.v1 import events_pb2 as events_pb
@@ -19,9 +21,10 @@ from interactions.domain.events import (
 )
 from interactions.entrypoints import proto_mapping as mapping
 from promesa.codec import outgoing
+from promesa.event_catalog import INTERACTIONS
 from promesa.events import OutgoingEvent
 from promesa.ids import derived_id
-from promesa.protos import enum_to_proto, to_timestamp
+from promesa.protos import to_timestamp
 
 SOURCE = "promesa/interactions"
 
@@ -32,13 +35,13 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
     message: Message
     match event:
         case InteractionRecorded(actor=actor, occurred_at=at):
-            subject, event_id = "crm.interactions.recorded", derived_id(i.id, "recorded")
+            event_id = derived_id(i.id, "recorded")
             message = events_pb.InteractionRecorded(
                 interaction_id=i.id,
                 contact_id=i.contact_id,
-                type=enum_to_proto(d.type, *mapping.TYPE),
-                channel=enum_to_proto(d.channel, *mapping.CHANNEL),
-                direction=enum_to_proto(d.direction, *mapping.DIRECTION),
+                type=mapping.INTERACTION_TYPE.to_proto(d.type),
+                channel=mapping.CHANNEL.to_proto(d.channel),
+                direction=mapping.DIRECTION.to_proto(d.direction),
                 occurred_at=to_timestamp(d.occurred_at),
                 agent_id=d.agent_id,
                 team=d.team,
@@ -47,7 +50,7 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
                 actor=actor,
             )
         case InteractionRated(actor=actor, occurred_at=at):
-            subject, event_id = "crm.interactions.rated", derived_id(i.id, "rated")
+            event_id = derived_id(i.id, "rated")
             message = events_pb.InteractionRated(
                 interaction_id=i.id,
                 contact_id=i.contact_id,
@@ -58,7 +61,6 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
                 actor=actor,
             )
         case InteractionAmended(changed_fields=changed, actor=actor, occurred_at=at):
-            subject = "crm.interactions.amended"
             event_id = derived_id(i.id, "amended", str(i.version))
             message = events_pb.InteractionAmended(
                 interaction_id=i.id,
@@ -67,4 +69,13 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
                 actor=actor,
                 occurred_at=to_timestamp(at),
             )
-    return outgoing(message, subject=subject, source=SOURCE, about=i.id, at=at, event_id=event_id)
+        case _:
+            assert_never(event)
+    return outgoing(
+        message,
+        subject=INTERACTIONS.subject(message),
+        source=SOURCE,
+        about=i.id,
+        at=at,
+        event_id=event_id,
+    )

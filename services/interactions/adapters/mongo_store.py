@@ -2,30 +2,25 @@
 
 Each interaction is its shared document (`documents.to_document`) under `_id` = interaction id,
 plus the keys the queries need: `occurred_us`, the occurrence as integer microseconds since the
-epoch (exact, and ordered as the instants are whatever offset the ISO text carries, as in
-SQLite), and `erased`. The contacts read model is a collection of its own keyed by contact id.
+epoch (`documents.micros`, as in SQLite), and `erased`. The contacts read model is a collection
+of its own keyed by contact id.
 Writes run in one multi-document transaction, which needs a replica set (see `promesa.mongo`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from interactions.adapters.documents import from_document, to_document
+from interactions.adapters.documents import from_document, micros, timeline_key, to_document
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
-from interactions.ports import (
-    Change,
-    ContactGoneError,
-    TimelineFilter,
-    VersionConflictError,
-)
+from interactions.ports import Change, ContactGoneError, TimelineFilter
 from promesa import mongo as db
 from promesa.mongo_store import MongoStore
+from promesa.pagination import Cursor
 
 INTERACTIONS = "interactions"
 KNOWN_CONTACTS = "known_contacts"
@@ -48,15 +43,6 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(at: datetime) -> int:
-    """The sort key of an instant, as the SQLite store keeps it."""
-    return (at - _EPOCH) // _MICROSECOND
-
-
 def _known_from(doc: db.Document) -> KnownContact:
     erased_at = doc.get("erased_at")
     return KnownContact(
@@ -67,7 +53,7 @@ def _known_from(doc: db.Document) -> KnownContact:
 
 
 def timeline_query(
-    f: TimelineFilter, after: tuple[datetime, str] | None
+    f: TimelineFilter, after: Cursor | None
 ) -> tuple[db.Document, list[tuple[str, int]]]:
     """The filter and sort of a timeline page: a bounded walk of `interactions_timeline`."""
     query: db.Document = {"contact_id": f.contact_id}
@@ -80,7 +66,7 @@ def timeline_query(
     if f.occurred_before is not None:
         occurred["$lt"] = micros(f.occurred_before)
     if after is not None:
-        at, interaction_id = micros(after[0]), after[1]
+        at, interaction_id = timeline_key(after)
         # The plain bound keeps the index scan bounded; the $or breaks the tie by id.
         occurred["$lte"] = at
         query["$or"] = [
@@ -107,7 +93,7 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
         return from_document(doc) if doc else None
 
     async def timeline(
-        self, f: TimelineFilter, after: tuple[datetime, str] | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int
     ) -> Sequence[Interaction]:
         query, sort = timeline_query(f, after)
         return await self._find(query, sort, limit)
@@ -174,20 +160,9 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
             raise ContactGoneError(contact_id)
 
     async def _save(self, session: db.Session, i: Interaction, expected: int) -> None:
-        doc: dict[str, Any] = {
+        doc: db.Document = {
             **to_document(i),
             "occurred_us": micros(i.details.occurred_at),
             "erased": i.erased_at is not None,
         }
-        if expected == 0:
-            inserted = await self._interactions.update_one(
-                {"_id": i.id}, {"$setOnInsert": doc}, upsert=True, session=session
-            )
-            if inserted.upserted_id is None:
-                raise VersionConflictError(i.id)  # the id exists already
-            return
-        replaced = await self._interactions.replace_one(
-            {"_id": i.id, "version": expected}, doc, session=session
-        )
-        if replaced.matched_count != 1:
-            raise VersionConflictError(i.id)
+        await self._save_versioned(self._interactions, session, i.id, doc, expected)

@@ -1,8 +1,7 @@
 """The embedded default store: SQLite in WAL mode, interaction documents plus indexed columns.
 
-Times that are sorted or compared are kept as integer microseconds since the epoch: exact,
-compact, and ordered the same way as the instants (ISO text would be, too, only while every
-value has the same offset and precision).
+Times that are sorted or compared are kept as integer microseconds since the epoch
+(`documents.micros`).
 """
 
 from __future__ import annotations
@@ -10,15 +9,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from interactions.adapters.documents import from_document, to_document
+from interactions.adapters.documents import from_document, micros, timeline_key, to_document
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
-from interactions.ports import Change, ContactGoneError, TimelineFilter, VersionConflictError
+from interactions.ports import Change, ContactGoneError, TimelineFilter
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
+from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 
 SCHEMA = """
@@ -43,13 +43,6 @@ CREATE TABLE IF NOT EXISTS known_contacts (
 ) WITHOUT ROWID;
 """
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(at: datetime) -> int:
-    return (at - _EPOCH) // _MICROSECOND
-
 
 class SqliteInteractionStore(SqliteStore):
     def __init__(
@@ -72,7 +65,7 @@ class SqliteInteractionStore(SqliteStore):
         return from_document(json.loads(row[0])) if row else None
 
     async def timeline(
-        self, f: TimelineFilter, after: tuple[datetime, str] | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int
     ) -> Sequence[Interaction]:
         where = ["contact_id = ?"]
         args: list[object] = [f.contact_id]
@@ -88,7 +81,7 @@ class SqliteInteractionStore(SqliteStore):
             args.append(micros(f.occurred_before))
         if after is not None:
             where.append("(occurred_us, id) < (?, ?)")
-            args.extend([micros(after[0]), after[1]])
+            args.extend(timeline_key(after))
         sql = (
             f"SELECT doc FROM interactions WHERE {' AND '.join(where)}"
             " ORDER BY occurred_us DESC, id DESC LIMIT ?"
@@ -142,34 +135,17 @@ class SqliteInteractionStore(SqliteStore):
         ).fetchone()
         return row is not None
 
-    @staticmethod
-    def _save(conn: sqlite3.Connection, i: Interaction, expected: int) -> None:
+    def _save(self, conn: sqlite3.Connection, i: Interaction, expected: int) -> None:
         d = i.details
-        row = (
-            i.contact_id,
-            micros(d.occurred_at),
-            d.type.value,
-            d.channel.value,
-            d.agent_id,
-            int(i.erased_at is not None),
-            i.version,
-            json.dumps(to_document(i)),
-            i.id,
-        )
-        if expected == 0:
-            try:
-                conn.execute(
-                    "INSERT INTO interactions (contact_id, occurred_us, type, channel, agent_id,"
-                    " erased, version, doc, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            except sqlite3.IntegrityError:
-                raise VersionConflictError(i.id) from None  # the id exists already
-            return
-        cur = conn.execute(
-            "UPDATE interactions SET contact_id = ?, occurred_us = ?, type = ?, channel = ?,"
-            " agent_id = ?, erased = ?, version = ?, doc = ? WHERE id = ? AND version = ?",
-            (*row, expected),
-        )
-        if cur.rowcount != 1:
-            raise VersionConflictError(i.id)
+        row = {
+            "id": i.id,
+            "contact_id": i.contact_id,
+            "occurred_us": micros(d.occurred_at),
+            "type": d.type.value,
+            "channel": d.channel.value,
+            "agent_id": d.agent_id,
+            "erased": int(i.erased_at is not None),
+            "version": i.version,
+            "doc": json.dumps(to_document(i)),
+        }
+        self._save_versioned(conn, "interactions", row, expected)

@@ -109,8 +109,9 @@ class PromiseDraft:
 
 
 @dataclass(frozen=True)
-class PromiseMade:
-    """A commitment made during a touch, with an absolute due time and a stable id."""
+class PromiseInInteraction:
+    """A commitment made during a touch, with an absolute due time and a stable id (the id of
+    the promise the follow-up service then tracks; its event there is PromiseMade)."""
 
     id: str
     text: str
@@ -141,7 +142,7 @@ class Interaction:
     updated_at: datetime
     created_by: str
     updated_by: str
-    promises: tuple[PromiseMade, ...] = ()
+    promises: tuple[PromiseInInteraction, ...] = ()
     satisfaction: int | None = None
     rated_at: datetime | None = None
     amendments: tuple[Amendment, ...] = ()

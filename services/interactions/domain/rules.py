@@ -18,13 +18,14 @@ from interactions.domain.model import (
     Interaction,
     InteractionDetails,
     PromiseDraft,
+    PromiseInInteraction,
     PromiseKind,
-    PromiseMade,
 )
 
 
 def due_at(draft: PromiseDraft, occurred_at: datetime) -> datetime | None:
-    """A span counts from when the touch happened, not from when it was typed in."""
+    """A span counts from when the touch happened, not from when it was typed in. Validation
+    bounds both parts first, so the sum stays inside the calendar."""
     if draft.due_at is not None:
         return draft.due_at
     if draft.due_within is not None:
@@ -32,16 +33,16 @@ def due_at(draft: PromiseDraft, occurred_at: datetime) -> datetime | None:
     return None
 
 
-def promises_made(
+def promises_from(
     drafts: Sequence[PromiseDraft], ids: Sequence[str], details: InteractionDetails
-) -> tuple[PromiseMade, ...]:
+) -> tuple[PromiseInInteraction, ...]:
     """Validated drafts become promises; the owner defaults to the agent who made them."""
     made = []
     for draft, promise_id in zip(drafts, ids, strict=True):
         due = due_at(draft, details.occurred_at)
         assert due is not None, "drafts are validated before promises are made"
         made.append(
-            PromiseMade(
+            PromiseInInteraction(
                 id=promise_id,
                 text=draft.text,
                 due_at=due,

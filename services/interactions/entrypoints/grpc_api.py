@@ -10,7 +10,7 @@ from interactions.entrypoints.proto_mapping import (
     interaction_to_proto,
     recorded_from_proto,
 )
-from interactions.usecases import Timeline
+from interactions.usecases import InteractionCommands, InteractionQueries
 from promesa.auth import current_identity
 from promesa.interceptors import Context
 
@@ -18,14 +18,15 @@ SERVICE_NAME = interactions_pb.DESCRIPTOR.services_by_name["InteractionsService"
 
 
 class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
-    def __init__(self, timeline: Timeline) -> None:
-        self._timeline = timeline
+    def __init__(self, commands: InteractionCommands, queries: InteractionQueries) -> None:
+        self._commands = commands
+        self._queries = queries
 
     async def RecordInteraction(
         self, request: interactions_pb.RecordInteractionRequest, context: Context
     ) -> interactions_pb.RecordInteractionResponse:
         draft, promises = recorded_from_proto(request.interaction)
-        interaction = await self._timeline.record(
+        interaction = await self._commands.record(
             request.interaction.contact_id,
             draft,
             promises,
@@ -39,24 +40,24 @@ class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
     async def GetInteraction(
         self, request: interactions_pb.GetInteractionRequest, context: Context
     ) -> interactions_pb.GetInteractionResponse:
-        interaction = await self._timeline.get(request.id)
+        interaction = await self._queries.get(request.id)
         return interactions_pb.GetInteractionResponse(interaction=interaction_to_proto(interaction))
 
     async def ListInteractions(
         self, request: interactions_pb.ListInteractionsRequest, context: Context
     ) -> interactions_pb.ListInteractionsResponse:
-        page = await self._timeline.list(
+        page = await self._queries.list(
             filter_from_request(request), request.page_size, request.page_token
         )
         return interactions_pb.ListInteractionsResponse(
-            interactions=[interaction_to_proto(i) for i in page.interactions],
+            interactions=[interaction_to_proto(i) for i in page.items],
             next_page_token=page.next_page_token,
         )
 
     async def RateInteraction(
         self, request: interactions_pb.RateInteractionRequest, context: Context
     ) -> interactions_pb.RateInteractionResponse:
-        interaction = await self._timeline.rate(
+        interaction = await self._commands.rate(
             request.id, request.satisfaction, current_identity()
         )
         return interactions_pb.RateInteractionResponse(
@@ -66,7 +67,7 @@ class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
     async def AmendInteraction(
         self, request: interactions_pb.AmendInteractionRequest, context: Context
     ) -> interactions_pb.AmendInteractionResponse:
-        interaction = await self._timeline.amend(
+        interaction = await self._commands.amend(
             request.id,
             request.etag,
             amendment_from_proto(request.interaction),

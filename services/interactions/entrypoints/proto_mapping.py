@@ -1,9 +1,7 @@
-"""Translation between interactions protos and the domain; unknown enum numbers are violations."""
+"""Translation between interactions protos and the domain, and the service's enum maps: a
+request's mapper collects every enum number and instant the contract refuses, then raises once."""
 
 from __future__ import annotations
-
-from datetime import datetime, timedelta
-from typing import Any
 
 from crm.interactions.v1 import interaction_pb2
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
@@ -14,39 +12,18 @@ from interactions.domain.model import (
     InteractionDraft,
     InteractionType,
     PromiseDraft,
+    PromiseInInteraction,
     PromiseKind,
-    PromiseMade,
     Purchase,
 )
 from interactions.ports import TimelineFilter
-from promesa.errors import InvalidArgumentError, Violations
-from promesa.protos import enum_from_proto, enum_to_proto, from_timestamp, to_timestamp
+from promesa.errors import Violations
+from promesa.protos import EnumMap, from_duration, from_timestamp, to_timestamp
 
-CHANNEL = ("CHANNEL", interaction_pb2.Channel)
-DIRECTION = ("DIRECTION", interaction_pb2.Direction)
-TYPE = ("INTERACTION_TYPE", interaction_pb2.InteractionType)
-KIND = ("PROMISE_KIND", interaction_pb2.PromiseKind)
-
-
-def _instant(message: Any, field: str, path: str, v: Violations) -> datetime | None:
-    """Collects a Timestamp outside years 1-9999 with the request's other violations."""
-    try:
-        return from_timestamp(message, field, path)
-    except InvalidArgumentError as exc:
-        for violation in exc.violations:
-            v.add(violation.field, violation.description)
-        return None
-
-
-def _span(message: Any, field: str, path: str, v: Violations) -> timedelta | None:
-    if not message.HasField(field):
-        return None
-    try:
-        span: timedelta = getattr(message, field).ToTimedelta()
-    except (ValueError, OverflowError):
-        v.add(path, "is not a valid duration")
-        return None
-    return span
+CHANNEL = EnumMap(interaction_pb2.Channel, "CHANNEL", Channel)
+DIRECTION = EnumMap(interaction_pb2.Direction, "DIRECTION", Direction)
+INTERACTION_TYPE = EnumMap(interaction_pb2.InteractionType, "INTERACTION_TYPE", InteractionType)
+PROMISE_KIND = EnumMap(interaction_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
 
 
 def purchase_to_proto(p: Purchase | None) -> interaction_pb2.PurchaseDetails | None:
@@ -57,13 +34,13 @@ def purchase_to_proto(p: Purchase | None) -> interaction_pb2.PurchaseDetails | N
     )
 
 
-def promise_to_proto(p: PromiseMade) -> interaction_pb2.PromiseMade:
+def promise_to_proto(p: PromiseInInteraction) -> interaction_pb2.PromiseMade:
     return interaction_pb2.PromiseMade(
         id=p.id,
         text=p.text,
         due_at=to_timestamp(p.due_at),
         owner_id=p.owner_id,
-        kind=enum_to_proto(p.kind, *KIND),
+        kind=PROMISE_KIND.to_proto(p.kind),
     )
 
 
@@ -72,9 +49,9 @@ def interaction_to_proto(i: Interaction) -> interaction_pb2.Interaction:
     return interaction_pb2.Interaction(
         id=i.id,
         contact_id=i.contact_id,
-        channel=enum_to_proto(d.channel, *CHANNEL),
-        direction=enum_to_proto(d.direction, *DIRECTION),
-        type=enum_to_proto(d.type, *TYPE),
+        channel=CHANNEL.to_proto(d.channel),
+        direction=DIRECTION.to_proto(d.direction),
+        type=INTERACTION_TYPE.to_proto(d.type),
         occurred_at=to_timestamp(d.occurred_at),
         agent_id=d.agent_id,
         team=d.team,
@@ -129,11 +106,11 @@ def filter_from_request(r: interactions_pb.ListInteractionsRequest) -> TimelineF
     v = Violations()
     f = TimelineFilter(
         contact_id=r.contact_id,
-        type=enum_from_proto(r.type, *TYPE, InteractionType, "type", v),
-        channel=enum_from_proto(r.channel, *CHANNEL, Channel, "channel", v),
+        type=INTERACTION_TYPE.parse(r.type, "type", v),
+        channel=CHANNEL.parse(r.channel, "channel", v),
         agent_id=r.agent_id,
-        occurred_after=_instant(r, "occurred_after", "occurred_after", v),
-        occurred_before=_instant(r, "occurred_before", "occurred_before", v),
+        occurred_after=from_timestamp(r, "occurred_after", "occurred_after", v),
+        occurred_before=from_timestamp(r, "occurred_before", "occurred_before", v),
     )
     v.raise_if_any()
     return f
@@ -142,10 +119,10 @@ def filter_from_request(r: interactions_pb.ListInteractionsRequest) -> TimelineF
 def _draft(p: interaction_pb2.Interaction, v: Violations) -> InteractionDraft:
     """Every field a caller may set, as sent; output-only fields are ignored."""
     return InteractionDraft(
-        type=enum_from_proto(p.type, *TYPE, InteractionType, "interaction.type", v),
-        channel=enum_from_proto(p.channel, *CHANNEL, Channel, "interaction.channel", v),
-        direction=enum_from_proto(p.direction, *DIRECTION, Direction, "interaction.direction", v),
-        occurred_at=_instant(p, "occurred_at", "interaction.occurred_at", v),
+        type=INTERACTION_TYPE.parse(p.type, "interaction.type", v),
+        channel=CHANNEL.parse(p.channel, "interaction.channel", v),
+        direction=DIRECTION.parse(p.direction, "interaction.direction", v),
+        occurred_at=from_timestamp(p, "occurred_at", "interaction.occurred_at", v),
         agent_id=p.agent_id,
         team=p.team,
         summary=p.summary,
@@ -162,8 +139,8 @@ def _promise(p: interaction_pb2.PromiseMade, v: Violations, path: str) -> Promis
     """Promise ids are the server's to assign, so any sent are ignored."""
     return PromiseDraft(
         text=p.text,
-        due_at=_instant(p, "due_at", f"{path}.due_at", v),
-        due_within=_span(p, "due_within", f"{path}.due_within", v),
+        due_at=from_timestamp(p, "due_at", f"{path}.due_at", v),
+        due_within=from_duration(p, "due_within", f"{path}.due_within", v),
         owner_id=p.owner_id,
-        kind=enum_from_proto(p.kind, *KIND, PromiseKind, f"{path}.kind", v),
+        kind=PROMISE_KIND.parse(p.kind, f"{path}.kind", v),
     )

@@ -1,0 +1,87 @@
+"""Planning a promise's reminders, and making a new promise with everything committed beside it:
+what the commands and the reactions both do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from followup.domain import lifecycle, notices
+from followup.domain.events import PromiseMade
+from followup.domain.model import Priority, Promise, PromiseDraft
+from followup.domain.reminders import (
+    NoticeReason,
+    ReminderDelivery,
+    ReminderKind,
+    ReminderPolicy,
+    delivery,
+    plan,
+)
+from followup.ports import Change
+from promesa.ids import new_id
+
+
+class PromisePlanner:
+    """The reminder policy and the teams' supervisors, applied to one promise at a time."""
+
+    def __init__(
+        self,
+        policy: ReminderPolicy,
+        supervisor_of: Callable[[str], str],
+        *,
+        max_handoffs: int = 2,
+        notify_when_made: bool = False,
+    ) -> None:
+        """`notify_when_made` (CRM_CUSTOMER_NOTICES) also tells the customer when a promise is
+        made; a due date renegotiated with the customer's agreement is told to them always."""
+        self.policy = policy
+        self.supervisor_of = supervisor_of
+        self._max_handoffs = max_handoffs
+        self._notify_when_made = notify_when_made
+
+    def reminders(self, p: Promise, now: datetime) -> list[ReminderDelivery]:
+        """The reminders still to come for the promise as it stands now."""
+        return plan(p, now, self.policy, self.supervisor_of(p.team), new_id)
+
+    def replan(self, before: Promise, after: Promise, now: datetime) -> list[ReminderDelivery]:
+        """The reminders of a changed promise; handed over once too often (the runaround),
+        the supervisor hears of it now."""
+        planned = self.reminders(after, now)
+        if before.handoff_count < after.handoff_count > self._max_handoffs:
+            supervisor = self.supervisor_of(after.team)
+            if supervisor:
+                planned.append(
+                    delivery(after, ReminderKind.ESCALATION, now, supervisor, self.policy, new_id())
+                )
+        return planned
+
+    def made(self, change: Change, p: Promise, actor: str, now: datetime) -> None:
+        """A new promise: saved, announced, its reminders planned and, when customer notices
+        are on, the customer told that it is in hand."""
+        change.saves.append((p, 0))
+        change.events.append(PromiseMade(p, actor, now))
+        change.replans[p.id] = self.reminders(p, now)
+        if self._notify_when_made and notices.told_when_made(p):
+            change.added.append(notices.schedule(p, NoticeReason.PROMISE_MADE, now, new_id()))
+
+
+def new_promise(promise_id: str, d: PromiseDraft, actor: str, now: datetime) -> Promise:
+    """A promise from a checked draft (a caller's) or one made by policy (an event's)."""
+    assert d.due_at is not None and d.kind is not None, "a checked draft has both"
+    return lifecycle.created(
+        Promise(
+            id=promise_id,
+            contact_id=d.contact_id,
+            text=d.text.strip(),
+            kind=d.kind,
+            owner_id=d.owner_id.strip(),
+            team=d.team.strip(),
+            created_by=actor,
+            due_at=d.due_at,
+            created_at=now,
+            channel=d.channel,
+            priority=d.priority or Priority.NORMAL,
+            source_interaction_id=d.source_interaction_id,
+            follows_promise_id=d.follows_promise_id,
+        )
+    )

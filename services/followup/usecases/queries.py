@@ -1,0 +1,86 @@
+"""What callers read: one promise, pages of promises and of reminder deliveries, statistics,
+and a user's reminders as they are sent."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import replace
+from datetime import datetime
+
+from followup import validation
+from followup.domain.model import Promise
+from followup.domain.reminders import ReminderDelivery
+from followup.domain.stats import Grouping, PromiseStats, compute
+from followup.ports import PromiseFilter, PromiseStore, ReminderFeed, ReminderSubscription
+from promesa.clock import Clock
+from promesa.errors import FieldViolation, InvalidArgumentError, NotFoundError, Violations
+from promesa.pagination import Cursor, Page, decode_token, page_size, paginate
+
+
+class PromiseQueries:
+    def __init__(self, store: PromiseStore, clock: Clock, feed: ReminderFeed) -> None:
+        self._store = store
+        self._clock = clock
+        self._feed = feed
+
+    async def get(self, promise_id: str) -> Promise:
+        v = Violations()
+        promise_id = validation.check_id(v, "id", promise_id, required=True)
+        v.raise_if_any()
+        promise = await self._store.get(promise_id)
+        if promise is None:
+            raise NotFoundError("promise", promise_id)
+        return promise
+
+    async def list(
+        self, f: PromiseFilter, overdue_only: bool, size: int, page_token: str
+    ) -> Page[Promise]:
+        """Earliest due first; `overdue_only` as the clock says now (waiting ones are not)."""
+        v = Violations()
+        f = validation.check_filter(v, f)
+        v.raise_if_any()
+        limit = page_size(size)
+        query = (f, overdue_only)
+        after = _positioned(decode_token(page_token, query))
+        if overdue_only:
+            f = replace(f, overdue_at=self._clock.now())
+        rows = await self._store.list(f, after, limit + 1)
+        return paginate(rows, limit, query, lambda p: Cursor(p.due_at, p.id))
+
+    async def deliveries(
+        self, promise_id: str, owner_id: str, size: int, page_token: str
+    ) -> Page[ReminderDelivery]:
+        """Latest scheduled first: reminders and customer notices, with every attempt."""
+        v = Violations()
+        query = (
+            validation.check_id(v, "promise_id", promise_id),
+            validation.check_id(v, "owner_id", owner_id),
+        )
+        v.raise_if_any()
+        limit = page_size(size)
+        before = _positioned(decode_token(page_token, query))
+        rows = await self._store.deliveries(*query, before, limit + 1)
+        return paginate(rows, limit, query, lambda r: Cursor(r.scheduled_at, r.id))
+
+    async def stats(
+        self, grouping: Grouping, start: datetime | None, end: datetime | None
+    ) -> builtins.list[PromiseStats]:
+        """Over the promises made in [start, end); either side may be open."""
+        v = Violations()
+        validation.check_window(v, start, end)
+        v.raise_if_any()
+        return compute(await self._store.made_between(start, end), grouping, self._clock.now())
+
+    async def reminders(self, user_id: str) -> ReminderSubscription:
+        """The user's reminders from now on; the caller closes the subscription."""
+        v = Violations()
+        user_id = validation.check_id(v, "owner_id", user_id, required=True)
+        v.raise_if_any()
+        return await self._feed.subscribe(user_id)
+
+
+def _positioned(cursor: Cursor | None) -> Cursor | None:
+    """These pages are ordered by a time: a cursor without one was not made here."""
+    if cursor is not None and cursor.at is None:
+        raise InvalidArgumentError([FieldViolation("page_token", "is not a valid page token")])
+    return cursor

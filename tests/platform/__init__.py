@@ -1,0 +1,1 @@
+"""Tests of the shared package every service builds on (promesa), once for all three."""
