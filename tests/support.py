@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from nats.aio.msg import Msg
 
 T = TypeVar("T")
 
@@ -54,7 +55,7 @@ def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return found
 
 
-async def stream_messages(js: object, stream: str, subject: str = ">") -> list[object]:
+async def stream_messages(js: object, stream: str, subject: str = ">") -> list[Msg]:
     """Every message currently in a stream (an ephemeral consumer that reads from the start)."""
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js import JetStreamContext
@@ -68,7 +69,7 @@ async def stream_messages(js: object, stream: str, subject: str = ">") -> list[o
     sub = await js.pull_subscribe(
         subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     )
-    found: list[object] = []
+    found: list[Msg] = []
     try:
         while len(found) < total:
             try:
@@ -83,9 +84,9 @@ async def stream_messages(js: object, stream: str, subject: str = ">") -> list[o
     return found
 
 
-async def events_about(js: object, stream: str, ce_subject: str) -> list[object]:
+async def events_about(js: object, stream: str, ce_subject: str) -> list[Msg]:
     msgs = await stream_messages(js, stream)
-    return [m for m in msgs if (getattr(m, "headers", None) or {}).get("ce-subject") == ce_subject]
+    return [m for m in msgs if (m.headers or {}).get("ce-subject") == ce_subject]
 
 
 async def health_status(channel: grpc.aio.Channel, service: str = "", timeout: float = 1.0) -> int:

@@ -12,12 +12,14 @@ from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
 from contacts.usecases import ContactCommands, ContactQueries, ContactReactions
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
+from promesa.bus import CONTACTS_STREAM, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts
 from promesa.usecases import Writes
 from promesa.workers import Periodic
+
+SERVICE = "contacts"
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,9 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
     clock = clock or SystemClock()
     common = settings.common
     store = await open_store(settings, clock)
-    bus = EventBus(common.nats_url, name="contacts")
+    bus = EventBus(common.nats_url, name=SERVICE)
     await bus.connect()
-    relay = OutboxRelay(store, bus, service="contacts", batch_size=common.relay_batch_size)
+    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
     writes = Writes(store, relay.notify)
     queries = ContactQueries(store, default_phone_region=settings.default_phone_region)
     commands = ContactCommands(
@@ -63,19 +65,8 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
         default_phone_region=settings.default_phone_region,
     )
     reactions = ContactReactions(store, writes, clock, active_window=settings.active_window)
-    consumer = DurableConsumer(
-        bus,
-        service="contacts",
-        stream=INTERACTIONS_STREAM,
-        durable=interactions_consumer.CONSUMER,
-        filter_subjects=interactions_consumer.SUBJECTS,
-        handler=interactions_consumer.InteractionsHandler(reactions),
-        dead_letters=store.record_dead_letter,
-        ack_wait=common.consumer_ack_wait_seconds,
-        max_deliver=common.consumer_max_deliver,
-    )
     sweep = Periodic(
-        "contacts", "inactive_sweep", reactions.sweep_inactive, settings.sweep_interval_seconds
+        SERVICE, "inactive_sweep", reactions.sweep_inactive, settings.sweep_interval_seconds
     )
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
@@ -84,7 +75,9 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
         ),
         relay=relay,
         stream=CONTACTS_STREAM,
-        workers=[consumer, sweep],
+        dead_letters=store.record_dead_letter,
+        subscriptions=[interactions_consumer.subscription(reactions)],
+        workers=[sweep],
         close_store=store.close,
     )
     runtime = Runtime(common, bus, parts)

@@ -88,15 +88,6 @@ def normalise_phone(raw: str, default_region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def lookup_id(v: Violations, field: str, value: str) -> str:
-    """An id a request names to find a contact: not empty, no control characters. Ids are ours
-    and short, so a longer one is simply not found (NOT_FOUND, like any unknown id) rather than
-    a rule of its own; the answer clips it."""
-    value = v.text(field, value, len(value))
-    v.check(bool(value), field, "must not be empty")
-    return value
-
-
 def check_kind(kind: ContactKind | None, v: Violations, path: str) -> ContactKind:
     """The proto says an unset kind is refused: a person and an organisation are treated too
     differently (links, merges) for a guess."""
@@ -252,8 +243,8 @@ def check_links(
 
 
 def check_merge(survivor_id: str, duplicate_id: str, v: Violations) -> tuple[str, str]:
-    survivor_id = lookup_id(v, "survivor_id", survivor_id)
-    duplicate_id = lookup_id(v, "duplicate_id", duplicate_id)
+    survivor_id = v.identifier("survivor_id", survivor_id)
+    duplicate_id = v.identifier("duplicate_id", duplicate_id)
     if survivor_id and survivor_id == duplicate_id:
         v.add("duplicate_id", "a contact cannot be merged into itself")
     return survivor_id, duplicate_id

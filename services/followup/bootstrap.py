@@ -23,18 +23,10 @@ from followup.reminding import NATS, ReminderScheduler
 from followup.settings import FollowupSettings
 from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
 from followup.usecases.planning import PromisePlanner
-from promesa.bus import (
-    CONTACTS_STREAM,
-    FOLLOWUP_STREAM,
-    INTERACTIONS_STREAM,
-    DurableConsumer,
-    EventBus,
-    Handler,
-    StreamSpec,
-)
+from promesa.bus import FOLLOWUP_STREAM, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
-from promesa.runtime import Runtime, ServiceParts, Worker
+from promesa.runtime import Runtime, ServiceParts
 from promesa.usecases import Writes
 from promesa.workers import Periodic
 
@@ -125,13 +117,18 @@ async def build(
     )
     queries = PromiseQueries(store, clock, NatsReminderFeed(bus))
     commands = PromiseCommands(
-        store, clock, writes, queries, planner, horizon=common.promise_horizon
+        store,
+        writes,
+        clock,
+        queries=queries,
+        planner=planner,
+        promise_horizon=common.promise_horizon,
     )
     reactions = PromiseReactions(
         store,
-        clock,
         writes,
-        planner,
+        clock,
+        planner=planner,
         complaint_resolution=settings.complaint_resolution,
         win_back_within=settings.win_back_within,
     )
@@ -151,38 +148,9 @@ async def build(
         writes=writes,
     )
 
-    def consumer(
-        stream: StreamSpec, durable: str, subjects: Sequence[str], handler: Handler
-    ) -> DurableConsumer:
-        return DurableConsumer(
-            bus,
-            service=SERVICE,
-            stream=stream,
-            durable=durable,
-            filter_subjects=subjects,
-            handler=handler,
-            dead_letters=store.record_dead_letter,
-            ack_wait=common.consumer_ack_wait_seconds,
-            max_deliver=common.consumer_max_deliver,
-        )
-
-    workers: list[Worker] = [
-        consumer(
-            INTERACTIONS_STREAM,
-            interactions_consumer.CONSUMER,
-            interactions_consumer.SUBJECTS,
-            interactions_consumer.InteractionsHandler(reactions),
-        ),
-        consumer(
-            CONTACTS_STREAM,
-            contacts_consumer.CONSUMER,
-            contacts_consumer.SUBJECTS,
-            contacts_consumer.ContactsHandler(reactions),
-        ),
-        Periodic(
-            SERVICE, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
-        ),
-    ]
+    sweep = Periodic(
+        SERVICE, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
+    )
     servicer = FollowupServicer(commands, queries, clock)
 
     async def close() -> None:
@@ -197,7 +165,12 @@ async def build(
         ),
         relay=relay,
         stream=FOLLOWUP_STREAM,
-        workers=workers,
+        dead_letters=store.record_dead_letter,
+        subscriptions=[
+            interactions_consumer.subscription(reactions),
+            contacts_consumer.subscription(reactions),
+        ],
+        workers=[sweep],
         close_store=close,
     )
     return FollowupApp(

@@ -8,24 +8,15 @@ from datetime import datetime, timedelta
 
 from followup.domain.model import Evidence, PromiseDraft
 from followup.ports import PromiseFilter
-from promesa.errors import Violations, control_characters
+from promesa.errors import MAX_ID, Violations, control_characters
 from promesa.instants import check_due
 
 MAX_TEXT = 2000
 MAX_REASON = 1000
-MAX_ID = 200
-
-
-def check_id(v: Violations, path: str, value: str, *, required: bool = False) -> str:
-    """An id or a name of someone (owner, team): short, one line, no control characters."""
-    value = v.text(path, value, MAX_ID)
-    if required:
-        v.check(bool(value), path, "must not be empty")
-    return value
 
 
 def usable_id(value: str) -> bool:
-    """An id `check_id` let through: worth looking up."""
+    """An id `Violations.identifier` let through: worth looking up."""
     return len(value) <= MAX_ID and not control_characters(value)
 
 
@@ -33,13 +24,11 @@ def check_draft(d: PromiseDraft, v: Violations, now: datetime, horizon: timedelt
     """A new promise names its contact and owner, says what was promised, has a kind, and is
     due later than now, within the horizon. The earlier promise it follows is looked up by the
     use case."""
-    contact_id = v.text("promise.contact_id", d.contact_id, MAX_ID)
-    v.check(bool(contact_id), "promise.contact_id", "must name the contact")
+    contact_id = v.identifier("promise.contact_id", d.contact_id)
     text = v.text("promise.text", d.text, MAX_TEXT)
     v.check(bool(text), "promise.text", "must say what was promised")
     v.check(d.kind is not None, "promise.kind", "must be set")
-    owner_id = v.text("promise.owner_id", d.owner_id, MAX_ID)
-    v.check(bool(owner_id), "promise.owner_id", "must name the owner")
+    owner_id = v.identifier("promise.owner_id", d.owner_id)
     if v.check(d.due_at is not None, "promise.due_at", "must be set"):
         assert d.due_at is not None
         check_due(v, "promise.due_at", d.due_at, now, horizon)
@@ -48,9 +37,13 @@ def check_draft(d: PromiseDraft, v: Violations, now: datetime, horizon: timedelt
         contact_id=contact_id,
         text=text,
         owner_id=owner_id,
-        team=check_id(v, "promise.team", d.team),
-        source_interaction_id=check_id(v, "promise.source_interaction_id", d.source_interaction_id),
-        follows_promise_id=check_id(v, "promise.follows_promise_id", d.follows_promise_id),
+        team=v.identifier("promise.team", d.team, required=False),
+        source_interaction_id=v.identifier(
+            "promise.source_interaction_id", d.source_interaction_id, required=False
+        ),
+        follows_promise_id=v.identifier(
+            "promise.follows_promise_id", d.follows_promise_id, required=False
+        ),
     )
 
 
@@ -65,7 +58,9 @@ def check_evidence(v: Violations, evidence: Evidence) -> Evidence:
     """What proves a promise kept: an interaction, or a note of what was done (prose, so it may
     hold line breaks)."""
     checked = Evidence(
-        interaction_id=check_id(v, "evidence.interaction_id", evidence.interaction_id),
+        interaction_id=v.identifier(
+            "evidence.interaction_id", evidence.interaction_id, required=False
+        ),
         note=v.text("evidence.note", evidence.note, MAX_TEXT, line_breaks=True),
     )
     v.check(
@@ -77,9 +72,8 @@ def check_evidence(v: Violations, evidence: Evidence) -> Evidence:
 
 
 def check_new_owner(v: Violations, new_owner_id: str, new_team: str) -> tuple[str, str]:
-    owner = v.text("new_owner_id", new_owner_id, MAX_ID)
-    v.check(bool(owner), "new_owner_id", "must name the new owner")
-    return owner, check_id(v, "new_team", new_team)
+    owner = v.identifier("new_owner_id", new_owner_id)
+    return owner, v.identifier("new_team", new_team, required=False)
 
 
 def check_new_due(
@@ -110,9 +104,9 @@ def check_filter(v: Violations, f: PromiseFilter) -> PromiseFilter:
         v.check(f.due_after < f.due_before, "due_before", "must be later than due_after")
     return replace(
         f,
-        owner_id=check_id(v, "owner_id", f.owner_id),
-        team=check_id(v, "team", f.team),
-        contact_id=check_id(v, "contact_id", f.contact_id),
+        owner_id=v.identifier("owner_id", f.owner_id, required=False),
+        team=v.identifier("team", f.team, required=False),
+        contact_id=v.identifier("contact_id", f.contact_id, required=False),
     )
 
 

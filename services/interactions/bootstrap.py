@@ -12,7 +12,7 @@ from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
 from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
-from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM, DurableConsumer, EventBus
+from promesa.bus import INTERACTIONS_STREAM, EventBus
 from promesa.clock import Clock, SystemClock
 from promesa.outbox import OutboxRelay
 from promesa.runtime import Runtime, ServiceParts
@@ -59,17 +59,6 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
     queries = InteractionQueries(store)
     commands = InteractionCommands(store, writes, clock, promise_horizon=common.promise_horizon)
     reactions = InteractionReactions(store, writes, clock)
-    consumer = DurableConsumer(
-        bus,
-        service=SERVICE,
-        stream=CONTACTS_STREAM,
-        durable=contacts_consumer.CONSUMER,
-        filter_subjects=contacts_consumer.SUBJECTS,
-        handler=contacts_consumer.ContactsHandler(reactions),
-        dead_letters=store.record_dead_letter,
-        ack_wait=common.consumer_ack_wait_seconds,
-        max_deliver=common.consumer_max_deliver,
-    )
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register=lambda server: interactions_grpc.add_InteractionsServiceServicer_to_server(
@@ -77,7 +66,8 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
         ),
         relay=relay,
         stream=INTERACTIONS_STREAM,
-        workers=[consumer],
+        dead_letters=store.record_dead_letter,
+        subscriptions=[contacts_consumer.subscription(reactions)],
         close_store=store.close,
     )
     runtime = Runtime(common, bus, parts)

@@ -67,7 +67,7 @@ def validate_record(
     """Everything a RecordInteraction must satisfy; None when anything is wrong. `draft` has
     its defaults (occurred_at, agent, team) filled in already."""
     check_request_id(request_id, v)
-    contact_id = required(v, "interaction.contact_id", contact_id)
+    contact_id = v.identifier("interaction.contact_id", contact_id)
     details = validate_details(draft, v, now)
     checked = validate_promises(promises, v, now, draft.occurred_at, horizon)
     if v or details is None:
@@ -174,7 +174,7 @@ def _check_span(
 
 
 def validate_rating(interaction_id: str, satisfaction: int, v: Violations) -> str:
-    interaction_id = required(v, "id", interaction_id)
+    interaction_id = v.identifier("id", interaction_id)
     v.check(1 <= satisfaction <= 5, "satisfaction", "must be from 1 (poor) to 5 (excellent)")
     return interaction_id
 
@@ -196,7 +196,7 @@ def validate_mask(paths: Sequence[str], v: Violations) -> tuple[str, ...]:
 
 def validate_filter(f: TimelineFilter, v: Violations) -> TimelineFilter:
     """One contact's timeline, in a window that is not empty."""
-    contact_id = required(v, "contact_id", f.contact_id)
+    contact_id = v.identifier("contact_id", f.contact_id)
     agent_id = v.text("agent_id", f.agent_id, MAX_SHORT)
     if f.occurred_after and f.occurred_before:
         v.check(

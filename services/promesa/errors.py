@@ -11,6 +11,8 @@ from dataclasses import dataclass
 # keeps every error trailer far below the 8 KB that some clients (grpc-js) accept.
 MAX_VIOLATIONS = 20
 MAX_DESCRIPTION = 200
+# Ids are ours (UUIDs) or a directory's (user and team names): short, one line.
+MAX_ID = 200
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,14 @@ class Violations:
         if control_characters(value, line_breaks=line_breaks):
             what = "control characters" + (" other than line breaks" if line_breaks else "")
             self.add(field, f"must not contain {what}")
+        return value
+
+    def identifier(self, field: str, value: str, *, required: bool = True) -> str:
+        """An id a request names (of a resource, a user, a team): at most MAX_ID characters,
+        no control characters, and not empty when `required`."""
+        value = self.text(field, value, MAX_ID)
+        if required:
+            self.check(bool(value), field, "must not be empty")
         return value
 
     def extend(self, violations: Iterable[FieldViolation]) -> None:

@@ -15,7 +15,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from promesa.bus import EventBus, StreamSpec
+from promesa.bus import DeadLetterSink, DurableConsumer, EventBus, Handler, StreamSpec
 from promesa.interceptors import CallInterceptor
 from promesa.logging import configure_logging
 from promesa.metrics import serve_metrics
@@ -33,6 +33,17 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """Events a service consumes: the runtime runs one durable consumer for each, configured
+    the same way in every service (ack wait, deliveries before the dead letters)."""
+
+    durable: str
+    stream: StreamSpec
+    subjects: Sequence[str]
+    handler: Handler
+
+
 @dataclass
 class ServiceParts:
     """What a service's composition root hands to the runtime."""
@@ -41,7 +52,9 @@ class ServiceParts:
     register: Callable[[grpc.aio.Server], None]
     relay: OutboxRelay
     stream: StreamSpec
-    workers: Sequence[Worker] = ()
+    dead_letters: DeadLetterSink
+    subscriptions: Sequence[Subscription] = ()
+    workers: Sequence[Worker] = ()  # sweeps and schedulers
     close_store: Callable[[], Awaitable[None]] | None = None
 
 
@@ -60,6 +73,21 @@ class Runtime:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
+        self.consumers = [
+            DurableConsumer(
+                bus,
+                service=settings.service,
+                stream=sub.stream,
+                durable=sub.durable,
+                filter_subjects=sub.subjects,
+                handler=sub.handler,
+                dead_letters=parts.dead_letters,
+                ack_wait=settings.consumer_ack_wait_seconds,
+                max_deliver=settings.consumer_max_deliver,
+            )
+            for sub in parts.subscriptions
+        ]
+        self._workers: list[Worker] = [*self.consumers, *parts.workers]
 
     async def start(self) -> int:
         s = self.settings
@@ -74,7 +102,7 @@ class Runtime:
         await server.start()
         self._server = server
         serve_metrics(s.metrics_port)
-        workers: list[Worker] = [self.parts.relay, *self.parts.workers]
+        workers: list[Worker] = [self.parts.relay, *self._workers]
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in workers]
         for name in ("", *self.parts.grpc_service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -104,7 +132,7 @@ class Runtime:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)
-        for worker in self.parts.workers:
+        for worker in self._workers:
             worker.stop()
         self.parts.relay.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -325,12 +325,18 @@ async def test_a_thousand_bad_tags_answer_a_capped_list_in_a_small_trailer(
     assert list(page.contacts) == []
 
 
-async def test_a_huge_unknown_id_is_not_found_in_a_small_trailer(
+async def test_a_huge_id_is_refused_and_an_unknown_one_not_found_in_small_trailers(
     contacts_service: RunningContacts,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await contacts_service.stub.GetContact(
             contacts_pb.GetContactRequest(id="x" * 100_000), metadata=bearer()
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailer_size(caught.value) < TRAILER_LIMIT
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await contacts_service.stub.GetContact(
+            contacts_pb.GetContactRequest(id="😀" * 200), metadata=bearer()
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert trailer_size(caught.value) < TRAILER_LIMIT

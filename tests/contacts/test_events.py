@@ -93,7 +93,7 @@ async def test_a_purchase_makes_the_customer_active_and_says_so(
 
     async def announced() -> list[object]:
         msgs = await events_about(contacts_service.bus.js, CONTACTS_STREAM.name, created.id)
-        return [m for m in msgs if m.subject == "crm.contacts.became_active"]  # type: ignore[attr-defined]
+        return [m for m in msgs if m.subject == "crm.contacts.became_active"]
 
     await eventually(announced)
 
@@ -166,7 +166,7 @@ async def test_the_sweep_turns_a_lapsed_customer_inactive_exactly_once(
     )
     await contacts_service.runtime.parts.relay.flush()
     msgs = await events_about(contacts_service.bus.js, CONTACTS_STREAM.name, created.id)
-    inactive = [m for m in msgs if m.subject == "crm.contacts.became_inactive"]  # type: ignore[attr-defined]
+    inactive = [m for m in msgs if m.subject == "crm.contacts.became_inactive"]
     assert len(inactive) == 1
 
     # A new purchase wins the customer back.

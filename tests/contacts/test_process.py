@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+from nats.aio.msg import Msg
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
@@ -53,7 +54,7 @@ async def test_an_event_committed_before_a_crash_is_published_once_after_restart
         await bus.connect()
         try:
 
-            async def published() -> list[object]:
+            async def published() -> list[Msg]:
                 return await events_about(bus.js, CONTACTS_STREAM.name, contact_id)
 
             await eventually(published, timeout=20)

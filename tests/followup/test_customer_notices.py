@@ -185,9 +185,9 @@ async def test_a_renegotiated_due_date_is_emailed_to_the_customer_in_their_time_
         msgs = await events_about(svc.bus.js, FOLLOWUP_STREAM.name, p.id)
         found = []
         for m in msgs:
-            if m.subject == "crm.followup.customer_notice_sent":  # type: ignore[attr-defined]
+            if m.subject == "crm.followup.customer_notice_sent":
                 event = followup_events.CustomerNoticeSent()
-                event.ParseFromString(m.data)  # type: ignore[attr-defined]
+                event.ParseFromString(m.data)
                 found.append(event)
         return found
 
@@ -349,7 +349,7 @@ async def test_a_notice_for_a_contact_erased_meanwhile_is_dropped(
     )
 
     async def erased_here() -> bool:
-        return (await svc.app.queries.get(p.id)).erased_at is not None
+        return (await svc.app.store.get(p.id) or p).erased_at is not None
 
     await eventually(erased_here)
     assert await svc.scheduler.tick() == 1

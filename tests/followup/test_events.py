@@ -204,7 +204,7 @@ async def test_erasing_a_contact_cancels_open_promises_and_removes_their_text(
 
     async def cancelled() -> list[object]:
         msgs = await events_about(svc.bus.js, FOLLOWUP_STREAM.name, open_one.id)
-        return [m for m in msgs if m.subject == "crm.followup.promise_cancelled"]  # type: ignore[attr-defined]
+        return [m for m in msgs if m.subject == "crm.followup.promise_cancelled"]
 
     [msg] = await eventually(cancelled)
     assert followup_events.PromiseCancelled.FromString(msg.data).actor == "system"  # type: ignore[attr-defined]

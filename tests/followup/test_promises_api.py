@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from nats.aio.msg import Msg
 
 from crm.followup.v1 import events_pb2 as followup_events
 from crm.followup.v1 import followup_service_pb2 as followup_pb
@@ -44,16 +45,16 @@ async def test_a_promise_is_made_with_owner_due_time_and_history_and_announced(
     assert made.created_by == "agent-ana"
     assert [h.action for h in made.history] == [promise_pb2.HISTORY_ACTION_CREATED]
 
-    async def announced() -> list[object]:
+    async def announced() -> list[Msg]:
         return await events_about(svc.bus.js, FOLLOWUP_STREAM.name, made.id)
 
     [msg] = await eventually(announced)
-    assert msg.subject == "crm.followup.promise_made"  # type: ignore[attr-defined]
-    headers = msg.headers  # type: ignore[attr-defined]
+    assert msg.subject == "crm.followup.promise_made"
+    headers = msg.headers or {}
     assert headers["ce-source"] == "promesa/followup"
     assert headers["ce-type"] == "crm.followup.v1.PromiseMade"
     assert headers["Nats-Msg-Id"] == headers["ce-id"]
-    event = followup_events.PromiseMade.FromString(msg.data)  # type: ignore[attr-defined]
+    event = followup_events.PromiseMade.FromString(msg.data)
     assert event.owner_id == "agent-ana" and event.due_at == made.due_at
 
 

@@ -94,7 +94,7 @@ async def test_owner_is_reminded_a_day_and_an_hour_before_and_at_due_then_superv
 
     async def published() -> set[str]:
         msgs = await events_about(svc.bus.js, FOLLOWUP_STREAM.name, p.id)
-        subjects = {m.subject for m in msgs}  # type: ignore[attr-defined]
+        subjects = {m.subject for m in msgs}
         wanted = {
             "crm.followup.promise_overdue",
             "crm.followup.promise_escalated",

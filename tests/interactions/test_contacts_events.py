@@ -46,7 +46,7 @@ async def contacts_event(contacts: RunningContacts, about: str, subject: str) ->
 
     async def found() -> list[object]:
         msgs = await events_about(contacts.bus.js, CONTACTS_STREAM.name, about)
-        return [m for m in msgs if m.subject == subject]  # type: ignore[attr-defined]
+        return [m for m in msgs if m.subject == subject]
 
     [msg] = await eventually(found)
     return str(msg.headers["ce-id"])  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ async def published(
     """The events about an interaction in its stream, on one subject or all of them."""
     await svc.runtime.parts.relay.flush()
     msgs = await events_about(svc.bus.js, INTERACTIONS_STREAM.name, interaction_id)
-    return [m for m in msgs if subject in ("", m.subject)]  # type: ignore[attr-defined]
+    return [m for m in msgs if subject in ("", m.subject)]
 
 
 async def test_a_recorded_touch_is_announced_with_its_promises_and_cloudevents_headers(

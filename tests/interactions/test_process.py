@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from nats.aio.msg import Msg
 
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
@@ -67,7 +68,7 @@ async def test_a_touch_committed_before_a_crash_is_announced_once_after_restart(
         service.start()
         await service.wait_serving(channel)
 
-        async def published() -> list[object]:
+        async def published() -> list[Msg]:
             return await events_about(bus.js, INTERACTIONS_STREAM.name, reply.interaction.id)
 
         await eventually(published, timeout=20)

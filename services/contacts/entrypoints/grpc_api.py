@@ -28,34 +28,35 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
     async def CreateContact(
         self, request: contacts_pb.CreateContactRequest, context: Context
     ) -> contacts_pb.CreateContactResponse:
-        who = current_identity()
         draft = contact_from_proto(request.contact)
-        contact = await self._commands.create(draft, request.request_id, who)
+        contact = await self._commands.create(draft, request.request_id, current_identity())
         return contacts_pb.CreateContactResponse(contact=contact_to_proto(contact))
 
     async def GetContact(
         self, request: contacts_pb.GetContactRequest, context: Context
     ) -> contacts_pb.GetContactResponse:
-        current_identity()
-        contact = await self._queries.get(request.id)
+        contact = await self._queries.get(request.id, current_identity())
         return contacts_pb.GetContactResponse(contact=contact_to_proto(contact))
 
     async def UpdateContact(
         self, request: contacts_pb.UpdateContactRequest, context: Context
     ) -> contacts_pb.UpdateContactResponse:
-        who = current_identity()
-        sent = contact_from_proto(request.contact)
         contact = await self._commands.update(
-            request.contact.id, request.contact.etag, sent, list(request.update_mask.paths), who
+            request.contact.id,
+            request.contact.etag,
+            contact_from_proto(request.contact),
+            list(request.update_mask.paths),
+            current_identity(),
         )
         return contacts_pb.UpdateContactResponse(contact=contact_to_proto(contact))
 
     async def ListContacts(
         self, request: contacts_pb.ListContactsRequest, context: Context
     ) -> contacts_pb.ListContactsResponse:
-        current_identity()
         f = filter_from_request(request)
-        page = await self._queries.list(f, request.page_size, request.page_token)
+        page = await self._queries.list(
+            f, request.page_size, request.page_token, current_identity()
+        )
         return contacts_pb.ListContactsResponse(
             contacts=[contact_to_proto(c) for c in page.items],
             next_page_token=page.next_page_token,
@@ -64,13 +65,13 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
     async def SearchContacts(
         self, request: contacts_pb.SearchContactsRequest, context: Context
     ) -> contacts_pb.SearchContactsResponse:
-        current_identity()
         page = await self._queries.search(
             request.name_prefix,
             request.email,
             request.phone,
             request.page_size,
             request.page_token,
+            current_identity(),
         )
         return contacts_pb.SearchContactsResponse(
             contacts=[contact_to_proto(c) for c in page.items],
@@ -80,15 +81,13 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
     async def MergeContacts(
         self, request: contacts_pb.MergeContactsRequest, context: Context
     ) -> contacts_pb.MergeContactsResponse:
-        who = current_identity()
         survivor = await self._commands.merge(
-            request.survivor_id, request.duplicate_id, request.request_id, who
+            request.survivor_id, request.duplicate_id, request.request_id, current_identity()
         )
         return contacts_pb.MergeContactsResponse(survivor=contact_to_proto(survivor))
 
     async def EraseContact(
         self, request: contacts_pb.EraseContactRequest, context: Context
     ) -> contacts_pb.EraseContactResponse:
-        who = current_identity()
-        erased_at = await self._commands.erase(request.id, request.reason, who)
+        erased_at = await self._commands.erase(request.id, request.reason, current_identity())
         return contacts_pb.EraseContactResponse(erased_at=to_timestamp(erased_at))

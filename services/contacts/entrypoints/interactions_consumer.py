@@ -5,9 +5,11 @@ from __future__ import annotations
 from contacts.usecases import ContactReactions
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
+from promesa.bus import INTERACTIONS_STREAM
 from promesa.event_catalog import INTERACTIONS, require
 from promesa.events import IncomingEvent, UndecodableEventError
 from promesa.protos import read_timestamp
+from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "contacts-interactions"
@@ -33,3 +35,8 @@ class InteractionsHandler:
                 )
             case _:
                 raise UndecodableEventError(f"contacts does not consume {event.subject!r}")
+
+
+def subscription(reactions: ContactReactions) -> Subscription:
+    """The durable consumer the runtime runs for this module, on the interactions stream."""
+    return Subscription(CONSUMER, INTERACTIONS_STREAM, SUBJECTS, InteractionsHandler(reactions))

@@ -28,7 +28,6 @@ from contacts.validation import (
     check_reason,
     details_to_create,
     details_to_update,
-    lookup_id,
 )
 from promesa.auth import Identity, Role
 from promesa.clock import Clock
@@ -117,7 +116,7 @@ class ContactCommands:
         """The fields named in the mask take the sent values; an update from a stale etag is
         refused unless it changes nothing (a retry of one that landed)."""
         v = Violations()
-        contact_id = lookup_id(v, "contact.id", contact_id)
+        contact_id = v.identifier("contact.id", contact_id)
         etag = check_etag(etag, v)
         masked = check_mask(paths, v)
         v.raise_if_any()
@@ -224,7 +223,7 @@ class ContactCommands:
         """The right to be forgotten; repeating it is harmless and returns the first erasure."""
         who.require(Role.SUPERVISOR, Role.SERVICE)
         v = Violations()
-        contact_id = lookup_id(v, "id", contact_id)
+        contact_id = v.identifier("id", contact_id)
         check_reason(reason, v)
         v.raise_if_any()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from contacts.domain.model import Contact
 from contacts.ports import ContactFilter, ContactStore
-from contacts.validation import check_filter, check_search, lookup_id
+from contacts.validation import check_filter, check_search
 from promesa import pagination
+from promesa.auth import Identity
 from promesa.errors import NotFoundError, Violations
 from promesa.pagination import Cursor, Page
 
@@ -19,19 +20,22 @@ async def existing(store: ContactStore, contact_id: str) -> Contact:
 
 
 class ContactQueries:
-    """What callers read; nothing here writes."""
+    """What callers read; nothing here writes. Every read names its reader (`who`): there is
+    no anonymous access, and it is where reads are scoped to what the reader may see."""
 
     def __init__(self, store: ContactStore, *, default_phone_region: str) -> None:
         self._store = store
         self._region = default_phone_region
 
-    async def get(self, contact_id: str) -> Contact:
+    async def get(self, contact_id: str, who: Identity) -> Contact:
         v = Violations()
-        contact_id = lookup_id(v, "id", contact_id)
+        contact_id = v.identifier("id", contact_id)
         v.raise_if_any()
         return await existing(self._store, contact_id)
 
-    async def list(self, f: ContactFilter, page_size: int, page_token: str) -> Page[Contact]:
+    async def list(
+        self, f: ContactFilter, page_size: int, page_token: str, who: Identity
+    ) -> Page[Contact]:
         """Live contacts in the order they were created."""
         v = Violations()
         f = check_filter(f, v)
@@ -42,7 +46,13 @@ class ContactQueries:
         return pagination.paginate(rows, size, f, lambda c: Cursor(c.created_at, c.id))
 
     async def search(
-        self, name_prefix: str, email: str, phone: str, page_size: int, page_token: str
+        self,
+        name_prefix: str,
+        email: str,
+        phone: str,
+        page_size: int,
+        page_token: str,
+        who: Identity,
     ) -> Page[Contact]:
         """Live contacts matching every criterion given, in the order of their ids."""
         v = Violations()

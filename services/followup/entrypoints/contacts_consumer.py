@@ -7,8 +7,10 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from followup.domain.contacts import ContactPreferences, QuietHours
 from followup.entrypoints.proto_mapping import CONTACT_CHANNEL
 from followup.usecases import PromiseReactions
+from promesa.bus import CONTACTS_STREAM
 from promesa.event_catalog import CONTACTS, require
 from promesa.events import IncomingEvent, UndecodableEventError
+from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "followup-contacts"
@@ -65,3 +67,8 @@ class ContactsHandler:
                 )
             case other:
                 raise UndecodableEventError(f"not followed here: {other.DESCRIPTOR.full_name}")
+
+
+def subscription(reactions: PromiseReactions) -> Subscription:
+    """The durable consumer the runtime runs for this module, on the contacts stream."""
+    return Subscription(CONSUMER, CONTACTS_STREAM, SUBJECTS, ContactsHandler(reactions))

@@ -45,7 +45,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
     async def GetPromise(
         self, request: followup_pb.GetPromiseRequest, context: Context
     ) -> followup_pb.GetPromiseResponse:
-        promise = await self._queries.get(request.id)
+        promise = await self._queries.get(request.id, current_identity())
         return followup_pb.GetPromiseResponse(promise=promise_to_proto(promise, self._clock))
 
     async def ListPromises(
@@ -56,6 +56,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
             request.overdue_only,
             request.page_size,
             request.page_token,
+            current_identity(),
         )
         return followup_pb.ListPromisesResponse(
             promises=[promise_to_proto(p, self._clock) for p in page.items],
@@ -132,7 +133,11 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         self, request: followup_pb.ListReminderDeliveriesRequest, context: Context
     ) -> followup_pb.ListReminderDeliveriesResponse:
         page = await self._queries.deliveries(
-            request.promise_id, request.owner_id, request.page_size, request.page_token
+            request.promise_id,
+            request.owner_id,
+            request.page_size,
+            request.page_token,
+            current_identity(),
         )
         return followup_pb.ListReminderDeliveriesResponse(
             reminder_deliveries=[delivery_to_proto(r) for r in page.items],
@@ -142,13 +147,13 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
     async def GetPromiseStats(
         self, request: followup_pb.GetPromiseStatsRequest, context: Context
     ) -> followup_pb.GetPromiseStatsResponse:
-        rows = await self._queries.stats(*stats_query_from_request(request))
+        rows = await self._queries.stats(*stats_query_from_request(request), current_identity())
         return followup_pb.GetPromiseStatsResponse(stats=[stats_to_proto(s) for s in rows])
 
     async def StreamReminders(
         self, request: followup_pb.StreamRemindersRequest, context: Context
     ) -> AsyncIterator[followup_pb.StreamRemindersResponse]:
-        subscription = await self._queries.reminders(request.owner_id)
+        subscription = await self._queries.reminders(request.owner_id, current_identity())
         try:
             # Headers go out once listening, so a caller knows nothing sent from now is missed.
             await context.send_initial_metadata(())

@@ -8,9 +8,11 @@ from followup.domain.model import shifted
 from followup.entrypoints.proto_mapping import INTERACTION_CHANNEL, INTERACTION_PROMISE_KIND
 from followup.usecases import PromiseReactions
 from followup.usecases.reactions import InteractionFacts, PromiseInInteraction
+from promesa.bus import INTERACTIONS_STREAM
 from promesa.event_catalog import INTERACTIONS, require
 from promesa.events import IncomingEvent, UndecodableEventError
 from promesa.protos import read_timestamp
+from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "followup-interactions"
@@ -64,3 +66,8 @@ class InteractionsHandler:
                 await self._reactions.interaction_recorded(inbox, facts_from(recorded))
             case other:
                 raise UndecodableEventError(f"not followed here: {other.DESCRIPTOR.full_name}")
+
+
+def subscription(reactions: PromiseReactions) -> Subscription:
+    """The durable consumer the runtime runs for this module, on the interactions stream."""
+    return Subscription(CONSUMER, INTERACTIONS_STREAM, SUBJECTS, InteractionsHandler(reactions))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -38,20 +39,20 @@ class PromiseCommands:
     def __init__(
         self,
         store: PromiseStore,
-        clock: Clock,
         writes: Writes[Change],
+        clock: Clock,
+        *,
         queries: PromiseQueries,
         planner: PromisePlanner,
-        *,
-        horizon: timedelta = DEFAULT_HORIZON,
+        promise_horizon: timedelta = DEFAULT_HORIZON,
     ) -> None:
-        """`horizon` (CRM_PROMISE_HORIZON_DAYS) bounds every due time a caller gives."""
+        """`promise_horizon` (CRM_PROMISE_HORIZON_DAYS) bounds every due time a caller gives."""
         self._store = store
-        self._clock = clock
         self._writes = writes
+        self._clock = clock
         self._queries = queries
         self._planner = planner
-        self._horizon = horizon
+        self._horizon = promise_horizon
 
     async def create(self, draft: PromiseDraft, request_id: str, who: Identity) -> Promise:
         """A new promise, exactly once per request id: a retry gets the first one, even once
@@ -78,7 +79,9 @@ class PromiseCommands:
             log.info("promise_made", promise_id=promise.id, owner_id=promise.owner_id)
             return promise
 
-        return await create_once(request, self._store, load=self._queries.get, create=make)
+        return await create_once(
+            request, self._store, load=partial(self._queries.get, who=who), create=make
+        )
 
     async def keep(self, promise_id: str, etag: str, evidence: Evidence, who: Identity) -> Promise:
         v = Violations()
@@ -87,6 +90,7 @@ class PromiseCommands:
         return await self._change(
             promise_id,
             etag,
+            who,
             lambda p, now: lifecycle.keep(p, evidence, who.subject, now),
             landed=lambda p: p.status is Status.KEPT and p.evidence == evidence,
         )
@@ -106,7 +110,7 @@ class PromiseCommands:
                 )
             return lifecycle.reassign(p, new_owner, new_team, reason, who.subject, now)
 
-        return await self._change(promise_id, etag, step)
+        return await self._change(promise_id, etag, who, step)
 
     async def renegotiate(
         self,
@@ -125,6 +129,7 @@ class PromiseCommands:
         return await self._change(
             promise_id,
             etag,
+            who,
             lambda p, now: lifecycle.renegotiate(
                 p, new_due, reason, customer_agreed, who.subject, now
             ),
@@ -136,7 +141,7 @@ class PromiseCommands:
         reason = validation.check_reason(v, reason)
         v.raise_if_any()
         return await self._change(
-            promise_id, etag, lambda p, now: lifecycle.pause(p, reason, who.subject, now)
+            promise_id, etag, who, lambda p, now: lifecycle.pause(p, reason, who.subject, now)
         )
 
     async def resume(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -144,7 +149,7 @@ class PromiseCommands:
         reason = validation.check_reason(v, reason, required=False)
         v.raise_if_any()
         return await self._change(
-            promise_id, etag, lambda p, now: lifecycle.resume(p, reason, who.subject, now)
+            promise_id, etag, who, lambda p, now: lifecycle.resume(p, reason, who.subject, now)
         )
 
     async def cancel(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -154,6 +159,7 @@ class PromiseCommands:
         return await self._change(
             promise_id,
             etag,
+            who,
             lambda p, now: lifecycle.cancel(p, reason, who.subject, now),
             landed=lambda p: p.status is Status.CANCELLED and p.cancel_reason == reason,
         )
@@ -170,12 +176,13 @@ class PromiseCommands:
                 )
             return lifecycle.confirm(p, satisfaction, who.subject, now)
 
-        return await self._change(promise_id, "", step)
+        return await self._change(promise_id, "", who, step)
 
     async def _change(
         self,
         promise_id: str,
         etag: str,
+        who: Identity,
         step: Step,
         *,
         notice: NoticeReason | None = None,
@@ -186,7 +193,7 @@ class PromiseCommands:
         be current (else ABORTED, stale); `landed` recognises a retry of a change already made."""
 
         async def attempt() -> Promise:
-            current = await self._queries.get(promise_id)
+            current = await self._queries.get(promise_id, who)
             if landed(current):
                 return current  # a retry: its etag is the one before the change it made
             if etag and etag != current.etag:

@@ -12,20 +12,24 @@ from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
 from followup.domain.stats import Grouping, PromiseStats, compute
 from followup.ports import PromiseFilter, PromiseStore, ReminderFeed, ReminderSubscription
+from promesa.auth import Identity
 from promesa.clock import Clock
 from promesa.errors import FieldViolation, InvalidArgumentError, NotFoundError, Violations
 from promesa.pagination import Cursor, Page, decode_token, page_size, paginate
 
 
 class PromiseQueries:
+    """Reads for callers; they change nothing. Every read names its reader (`who`): there is
+    no anonymous access, and it is where reads are scoped to what the reader may see."""
+
     def __init__(self, store: PromiseStore, clock: Clock, feed: ReminderFeed) -> None:
         self._store = store
         self._clock = clock
         self._feed = feed
 
-    async def get(self, promise_id: str) -> Promise:
+    async def get(self, promise_id: str, who: Identity) -> Promise:
         v = Violations()
-        promise_id = validation.check_id(v, "id", promise_id, required=True)
+        promise_id = v.identifier("id", promise_id)
         v.raise_if_any()
         promise = await self._store.get(promise_id)
         if promise is None:
@@ -33,7 +37,7 @@ class PromiseQueries:
         return promise
 
     async def list(
-        self, f: PromiseFilter, overdue_only: bool, size: int, page_token: str
+        self, f: PromiseFilter, overdue_only: bool, size: int, page_token: str, who: Identity
     ) -> Page[Promise]:
         """Earliest due first; `overdue_only` as the clock says now (waiting ones are not)."""
         v = Violations()
@@ -48,13 +52,13 @@ class PromiseQueries:
         return paginate(rows, limit, query, lambda p: Cursor(p.due_at, p.id))
 
     async def deliveries(
-        self, promise_id: str, owner_id: str, size: int, page_token: str
+        self, promise_id: str, owner_id: str, size: int, page_token: str, who: Identity
     ) -> Page[ReminderDelivery]:
         """Latest scheduled first: reminders and customer notices, with every attempt."""
         v = Violations()
         query = (
-            validation.check_id(v, "promise_id", promise_id),
-            validation.check_id(v, "owner_id", owner_id),
+            v.identifier("promise_id", promise_id, required=False),
+            v.identifier("owner_id", owner_id, required=False),
         )
         v.raise_if_any()
         limit = page_size(size)
@@ -63,7 +67,7 @@ class PromiseQueries:
         return paginate(rows, limit, query, lambda r: Cursor(r.scheduled_at, r.id))
 
     async def stats(
-        self, grouping: Grouping, start: datetime | None, end: datetime | None
+        self, grouping: Grouping, start: datetime | None, end: datetime | None, who: Identity
     ) -> builtins.list[PromiseStats]:
         """Over the promises made in [start, end); either side may be open."""
         v = Violations()
@@ -71,10 +75,10 @@ class PromiseQueries:
         v.raise_if_any()
         return compute(await self._store.made_between(start, end), grouping, self._clock.now())
 
-    async def reminders(self, user_id: str) -> ReminderSubscription:
+    async def reminders(self, user_id: str, who: Identity) -> ReminderSubscription:
         """The user's reminders from now on; the caller closes the subscription."""
         v = Violations()
-        user_id = validation.check_id(v, "owner_id", user_id, required=True)
+        user_id = v.identifier("owner_id", user_id)
         v.raise_if_any()
         return await self._feed.subscribe(user_id)
 

@@ -61,16 +61,16 @@ class PromiseReactions:
     def __init__(
         self,
         store: PromiseStore,
-        clock: Clock,
         writes: Writes[Change],
-        planner: PromisePlanner,
+        clock: Clock,
         *,
+        planner: PromisePlanner,
         complaint_resolution: timedelta = timedelta(hours=48),
         win_back_within: timedelta = timedelta(days=7),
     ) -> None:
         self._store = store
-        self._clock = clock
         self._writes = writes
+        self._clock = clock
         self._planner = planner
         self._complaint_resolution = complaint_resolution
         self._win_back_within = win_back_within

@@ -5,8 +5,10 @@ from __future__ import annotations
 from crm.contacts.v1 import events_pb2 as contacts_events
 from interactions.usecases import InteractionReactions
 from promesa.auth import current_identity
+from promesa.bus import CONTACTS_STREAM
 from promesa.event_catalog import CONTACTS, require
 from promesa.events import IncomingEvent, UndecodableEventError
+from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "interactions-contacts"
@@ -44,3 +46,8 @@ class ContactsHandler:
                 )
             case _:
                 raise UndecodableEventError(f"no reaction to {event.subject!r}")
+
+
+def subscription(reactions: InteractionReactions) -> Subscription:
+    """The durable consumer the runtime runs for this module, on the contacts stream."""
+    return Subscription(CONSUMER, CONTACTS_STREAM, SUBJECTS, ContactsHandler(reactions))

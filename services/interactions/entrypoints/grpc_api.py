@@ -40,14 +40,14 @@ class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
     async def GetInteraction(
         self, request: interactions_pb.GetInteractionRequest, context: Context
     ) -> interactions_pb.GetInteractionResponse:
-        interaction = await self._queries.get(request.id)
+        interaction = await self._queries.get(request.id, current_identity())
         return interactions_pb.GetInteractionResponse(interaction=interaction_to_proto(interaction))
 
     async def ListInteractions(
         self, request: interactions_pb.ListInteractionsRequest, context: Context
     ) -> interactions_pb.ListInteractionsResponse:
         page = await self._queries.list(
-            filter_from_request(request), request.page_size, request.page_token
+            filter_from_request(request), request.page_size, request.page_token, current_identity()
         )
         return interactions_pb.ListInteractionsResponse(
             interactions=[interaction_to_proto(i) for i in page.items],

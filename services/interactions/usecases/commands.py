@@ -14,7 +14,6 @@ from interactions.domain.model import Interaction, InteractionDraft, KnownContac
 from interactions.ports import Change, ContactGoneError, InteractionStore, VersionConflictError
 from interactions.validation import (
     CheckedRecord,
-    required,
     validate_details,
     validate_mask,
     validate_rating,
@@ -182,7 +181,7 @@ class InteractionCommands:
     ) -> Interaction:
         """A correction: the new values, plus an amendment that keeps the old ones."""
         v = Violations()
-        interaction_id = required(v, "id", interaction_id)
+        interaction_id = v.identifier("id", interaction_id)
         paths = validate_mask(paths, v)
         reason = validate_reason(reason, v)
         v.raise_if_any()

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 from interactions.domain.model import Interaction
 from interactions.ports import InteractionStore, TimelineFilter
-from interactions.validation import required, validate_filter
+from interactions.validation import validate_filter
+from promesa.auth import Identity
 from promesa.errors import FieldViolation, InvalidArgumentError, NotFoundError, Violations
 from promesa.pagination import Cursor, Page, decode_token, page_size, paginate
 
 
 class InteractionQueries:
-    """Reads for callers; they change nothing."""
+    """Reads for callers; they change nothing. Every read names its reader (`who`): there is
+    no anonymous access, and it is where reads are scoped to what the reader may see."""
 
     def __init__(self, store: InteractionStore) -> None:
         self._store = store
 
-    async def get(self, interaction_id: str) -> Interaction:
+    async def get(self, interaction_id: str, who: Identity) -> Interaction:
         v = Violations()
-        interaction_id = required(v, "id", interaction_id)
+        interaction_id = v.identifier("id", interaction_id)
         v.raise_if_any()
         interaction = await self._store.get(interaction_id)
         if interaction is None:
             raise NotFoundError("interaction", interaction_id)
         return interaction
 
-    async def list(self, f: TimelineFilter, size: int, page_token: str) -> Page[Interaction]:
+    async def list(
+        self, f: TimelineFilter, size: int, page_token: str, who: Identity
+    ) -> Page[Interaction]:
         """A contact's timeline, newest first, a page at a time (keyset: stays fast deep in)."""
         v = Violations()
         f = validate_filter(f, v)
