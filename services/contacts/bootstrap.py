@@ -12,14 +12,11 @@ from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
 from contacts.usecases import ContactCommands, ContactQueries, ContactReactions
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-from promesa.bus import CONTACTS_STREAM, EventBus
+from promesa.bus import CONTACTS_STREAM
 from promesa.clock import Clock, SystemClock
-from promesa.outbox import OutboxRelay
-from promesa.runtime import Runtime, ServiceParts
+from promesa.runtime import Runtime, ServiceParts, connect_messaging
 from promesa.usecases import Writes
 from promesa.workers import Periodic
-
-SERVICE = "contacts"
 
 
 @dataclass(frozen=True)
@@ -52,9 +49,7 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
     clock = clock or SystemClock()
     common = settings.common
     store = await open_store(settings, clock)
-    bus = EventBus(common.nats_url, name=SERVICE)
-    await bus.connect()
-    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
+    bus, relay = await connect_messaging(common, store)
     writes = Writes(store, relay.notify)
     queries = ContactQueries(store, default_phone_region=settings.default_phone_region)
     commands = ContactCommands(
@@ -66,7 +61,7 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
     )
     reactions = ContactReactions(store, writes, clock, active_window=settings.active_window)
     sweep = Periodic(
-        SERVICE, "inactive_sweep", reactions.sweep_inactive, settings.sweep_interval_seconds
+        common.service, "inactive_sweep", reactions.sweep_inactive, settings.sweep_interval_seconds
     )
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],

@@ -23,14 +23,11 @@ from followup.reminding import NATS, ReminderScheduler
 from followup.settings import FollowupSettings
 from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
 from followup.usecases.planning import PromisePlanner
-from promesa.bus import FOLLOWUP_STREAM, EventBus
+from promesa.bus import FOLLOWUP_STREAM
 from promesa.clock import Clock, SystemClock
-from promesa.outbox import OutboxRelay
-from promesa.runtime import Runtime, ServiceParts
+from promesa.runtime import Runtime, ServiceParts, connect_messaging
 from promesa.usecases import Writes
 from promesa.workers import Periodic
-
-SERVICE = "followup"
 
 log = structlog.get_logger(__name__)
 
@@ -96,9 +93,7 @@ async def build(
             hint="set CRM_TEAM_SUPERVISORS=*=<supervisor_id> so every team's promises escalate",
         )
     store = await open_store(settings, clock)
-    bus = EventBus(common.nats_url, name=SERVICE)
-    await bus.connect()
-    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
+    bus, relay = await connect_messaging(common, store)
     writes = Writes(store, relay.notify)
 
     notifiers = [*notifiers_for(settings), *extra_notifiers]
@@ -149,7 +144,7 @@ async def build(
     )
 
     sweep = Periodic(
-        SERVICE, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
+        common.service, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
     )
     servicer = FollowupServicer(commands, queries, clock)
 

@@ -12,13 +12,10 @@ from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
 from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
-from promesa.bus import INTERACTIONS_STREAM, EventBus
+from promesa.bus import INTERACTIONS_STREAM
 from promesa.clock import Clock, SystemClock
-from promesa.outbox import OutboxRelay
-from promesa.runtime import Runtime, ServiceParts
+from promesa.runtime import Runtime, ServiceParts, connect_messaging
 from promesa.usecases import Writes
-
-SERVICE = "interactions"
 
 
 @dataclass(frozen=True)
@@ -52,9 +49,7 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
     clock = clock or SystemClock()
     common = settings.common
     store = await open_store(settings, clock)
-    bus = EventBus(common.nats_url, name=SERVICE)
-    await bus.connect()
-    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=common.relay_batch_size)
+    bus, relay = await connect_messaging(common, store)
     writes = Writes(store, relay.notify)
     queries = InteractionQueries(store)
     commands = InteractionCommands(store, writes, clock, promise_horizon=common.promise_horizon)

@@ -19,7 +19,7 @@ from promesa.bus import DeadLetterSink, DurableConsumer, EventBus, Handler, Stre
 from promesa.interceptors import CallInterceptor
 from promesa.logging import configure_logging
 from promesa.metrics import serve_metrics
-from promesa.outbox import OutboxRelay
+from promesa.outbox import OutboxRelay, OutboxStore
 from promesa.settings import CommonSettings, ConfigError
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,16 @@ class ServiceParts:
     subscriptions: Sequence[Subscription] = ()
     workers: Sequence[Worker] = ()  # sweeps and schedulers
     close_store: Callable[[], Awaitable[None]] | None = None
+
+
+async def connect_messaging(
+    common: CommonSettings, outbox: OutboxStore
+) -> tuple[EventBus, OutboxRelay]:
+    """The service's NATS connection, and the relay that publishes its outbox there."""
+    bus = EventBus(common.nats_url, name=common.service)
+    await bus.connect()
+    relay = OutboxRelay(outbox, bus, service=common.service, batch_size=common.relay_batch_size)
+    return bus, relay
 
 
 class Runtime:
