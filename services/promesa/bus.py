@@ -94,6 +94,13 @@ class EventBus:
         ]
         await asyncio.wait_for(asyncio.gather(*futures), timeout)
 
+    async def purge(self, spec: StreamSpec, subjects: Sequence[str]) -> None:
+        """Removes every message of the stream on these subject filters (an erased person's
+        events). Idempotent: purging again removes nothing more."""
+        for subject in subjects:
+            await self.js.purge_stream(spec.name, subject=subject)
+        log.info("stream_purged", stream=spec.name, subjects=list(subjects))
+
     async def close(self) -> None:
         """Drains when connected; when NATS is away there is nothing to drain, so just close."""
         if self._nc is None or self._nc.is_closed:

@@ -1,12 +1,15 @@
 """Every event between the services: its subject and its payload type, one table per domain,
 read by the producer (which subject) and by every consumer (which payload, decoded once).
 
-Subjects are `crm.<domain>.<event>`; tokens after those three (a contact id, once streams
-are partitioned by contact) do not change which event it is.
+Subjects are `crm.<domain>.<event>.<contact_id>`: the contact the event is about ends the
+subject, so that an erasure can purge that person's events from a stream with a subject
+filter, and a stream can later be partitioned by contact. Consumers filter on
+`crm.<domain>.<event>.>`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
@@ -15,6 +18,14 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.followup.v1 import events_pb2 as followup_events
 from crm.interactions.v1 import events_pb2 as interactions_events
 from promesa.events import IncomingEvent, UndecodableEventError
+
+_NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def subject_token(text: str) -> str:
+    """`text` as one subject token: characters NATS gives a meaning to (dots, wildcards,
+    spaces) become `_`; the payload always carries the exact id."""
+    return _NOT_A_TOKEN.sub("_", text) or "_"
 
 
 class EventCatalog:
@@ -25,16 +36,25 @@ class EventCatalog:
         self._types = dict(types)
         self._names = {t.DESCRIPTOR.full_name: name for name, t in types.items()}
 
-    def subject(self, message: Message) -> str:
-        """The subject a producer publishes this payload on."""
-        return f"crm.{self.domain}.{self._names[message.DESCRIPTOR.full_name]}"
+    def subject(self, message: Message, contact_id: str) -> str:
+        """The subject a producer publishes this payload on: it ends with the contact it is
+        about."""
+        name = self._names[message.DESCRIPTOR.full_name]
+        return f"crm.{self.domain}.{name}.{subject_token(contact_id)}"
 
     def subjects(self, *names: str) -> tuple[str, ...]:
-        """The subjects a consumer filters on (every one of these events, whatever follows)."""
+        """The subjects a consumer filters on: these events, about any contact."""
         for name in names:
             if name not in self._types:
                 raise KeyError(f"crm.{self.domain} has no event {name!r}")
-        return tuple(f"crm.{self.domain}.{name}" for name in names)
+        return tuple(f"crm.{self.domain}.{name}.>" for name in names)
+
+    def about(self, contact_id: str) -> tuple[str, ...]:
+        """Subject filters for every message of this domain about one contact: its events
+        (`crm.<domain>.<event>.<contact>`) and messages one token deeper, such as the
+        follow-up's reminders (`crm.followup.reminders.<owner>.<contact>`)."""
+        token = subject_token(contact_id)
+        return (f"crm.{self.domain}.*.{token}", f"crm.{self.domain}.*.*.{token}")
 
     def decode(self, event: IncomingEvent) -> Message:
         """The payload, by the subject it came on. An event with no id, on a subject this
@@ -76,6 +96,7 @@ INTERACTIONS = EventCatalog(
         "recorded": interactions_events.InteractionRecorded,
         "rated": interactions_events.InteractionRated,
         "amended": interactions_events.InteractionAmended,
+        "contact_erasure_confirmed": interactions_events.ContactErasureConfirmed,
     },
 )
 FOLLOWUP = EventCatalog(
@@ -90,5 +111,6 @@ FOLLOWUP = EventCatalog(
         "promise_escalated": followup_events.PromiseEscalated,
         "reminder_sent": followup_events.ReminderSent,
         "customer_notice_sent": followup_events.CustomerNoticeSent,
+        "contact_erasure_confirmed": followup_events.ContactErasureConfirmed,
     },
 )

@@ -141,5 +141,10 @@ class MongoStore(Generic[E]):
     async def dead_letters(self) -> list[dict[str, object]]:
         return await db.dead_letters(self._db)
 
+    async def scrub(self) -> None:
+        """Nothing to do from here: MongoDB rewrites a document in place, and the space of
+        deleted data is reclaimed (and overwritten) by the storage engine; operators who must
+        prove nothing remains on disk run `compact` on the collections (see README)."""
+
     async def close(self) -> None:
         await self._client.close()

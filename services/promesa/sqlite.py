@@ -60,6 +60,9 @@ def open_database(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free pages: an erased person's
+    # data must not be recoverable from the file.
+    conn.execute("PRAGMA secure_delete=ON")
     conn.executescript(PLATFORM_SCHEMA)
     return conn
 

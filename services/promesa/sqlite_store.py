@@ -100,5 +100,11 @@ class SqliteStore:
     async def dead_letters(self) -> list[dict[str, object]]:
         return db.dead_letters(self._conn)
 
+    async def scrub(self) -> None:
+        """After an erasure commits: the WAL is checkpointed into the database and truncated,
+        so no earlier version of an erased row lingers in the -wal file (secure_delete zeroes
+        what the database file frees)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def close(self) -> None:
         self._conn.close()

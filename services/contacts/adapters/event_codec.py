@@ -55,9 +55,8 @@ def profile(c: Contact) -> events_pb.ContactProfile:
 
 def encode(event: ContactEvent) -> OutgoingEvent:
     message, about = _payload(event)
-    return outgoing(
-        message, subject=CONTACTS.subject(message), source=SOURCE, about=about, at=event.occurred_at
-    )
+    subject = CONTACTS.subject(message, about)
+    return outgoing(message, subject=subject, source=SOURCE, about=about, at=event.occurred_at)
 
 
 def _payload(event: ContactEvent) -> tuple[Message, str]:

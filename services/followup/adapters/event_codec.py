@@ -75,7 +75,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
     event_id: str | None = None
     match event:
         case PromiseMade(p, actor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseMade(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -91,7 +91,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseReassigned(p, previous_owner, previous_team, actor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseReassigned(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -103,7 +103,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseRenegotiated(p, previous_due, agreed, actor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseRenegotiated(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -115,7 +115,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseKept(p, actor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseKept(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -128,7 +128,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseCancelled(p, actor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseCancelled(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -138,7 +138,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseOverdue(p, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseOverdue(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -149,7 +149,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case PromiseEscalated(p, supervisor, at):
-            about = p.id
+            about, contact = p.id, p.contact_id
             message = events_pb.PromiseEscalated(
                 promise_id=p.id,
                 contact_id=p.contact_id,
@@ -161,7 +161,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case ReminderSent(r, notifiers, at):
-            about = r.promise_id
+            about, contact = r.promise_id, r.contact_id
             event_id = derived_id("reminder_sent", r.id)
             message = events_pb.ReminderSent(
                 reminder_id=r.id,
@@ -174,7 +174,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(at),
             )
         case CustomerNoticeSent(n, contact_id, at):
-            about = n.promise_id
+            about, contact = n.promise_id, contact_id
             event_id = derived_id("customer_notice_sent", n.id)
             notice = n.notice
             message = events_pb.CustomerNoticeSent(
@@ -201,7 +201,7 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
             assert_never(event)
     return outgoing(
         message,
-        subject=FOLLOWUP.subject(message),
+        subject=FOLLOWUP.subject(message, contact),
         source=SOURCE,
         about=about,
         at=event.occurred_at,

@@ -73,7 +73,7 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
             assert_never(event)
     return outgoing(
         message,
-        subject=INTERACTIONS.subject(message),
+        subject=INTERACTIONS.subject(message, i.contact_id),
         source=SOURCE,
         about=i.id,
         at=at,

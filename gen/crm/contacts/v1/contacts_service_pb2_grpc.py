@@ -70,6 +70,11 @@ class ContactsServiceStub:
                 request_serializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactRequest.SerializeToString,
                 response_deserializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactResponse.FromString,
                 _registered_method=True)
+        self.ListErasures = channel.unary_unary(
+                '/crm.contacts.v1.ContactsService/ListErasures',
+                request_serializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresRequest.SerializeToString,
+                response_deserializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresResponse.FromString,
+                _registered_method=True)
 
 
 class ContactsServiceServicer:
@@ -125,6 +130,14 @@ class ContactsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListErasures(self, request, context):
+        """ListErasures returns the record of every erasure, newest first: who asked, when, why,
+        and which services confirmed they erased their copies. Supervisors only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_ContactsServiceServicer_to_server(servicer, server):
                     servicer.EraseContact,
                     request_deserializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactRequest.FromString,
                     response_serializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactResponse.SerializeToString,
+            ),
+            'ListErasures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListErasures,
+                    request_deserializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresRequest.FromString,
+                    response_serializer=crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +372,33 @@ class ContactsService:
             '/crm.contacts.v1.ContactsService/EraseContact',
             crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactRequest.SerializeToString,
             crm_dot_contacts_dot_v1_dot_contacts__service__pb2.EraseContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListErasures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.contacts.v1.ContactsService/ListErasures',
+            crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresRequest.SerializeToString,
+            crm_dot_contacts_dot_v1_dot_contacts__service__pb2.ListErasuresResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class ContactsServiceStub:
     """MergeContacts folds a duplicate contact into a survivor."""
     EraseContact: _grpc.UnaryUnaryMultiCallable[_contacts_service_pb2.EraseContactRequest, _contacts_service_pb2.EraseContactResponse]
     """EraseContact removes a contact's personal data on request, across all services."""
+    ListErasures: _grpc.UnaryUnaryMultiCallable[_contacts_service_pb2.ListErasuresRequest, _contacts_service_pb2.ListErasuresResponse]
+    """ListErasures returns the record of every erasure, newest first: who asked, when, why,
+    and which services confirmed they erased their copies. Supervisors only.
+    """
 
 @_typing.type_check_only
 class ContactsServiceAsyncStub(ContactsServiceStub):
@@ -67,6 +71,10 @@ class ContactsServiceAsyncStub(ContactsServiceStub):
     """MergeContacts folds a duplicate contact into a survivor."""
     EraseContact: _aio.UnaryUnaryMultiCallable[_contacts_service_pb2.EraseContactRequest, _contacts_service_pb2.EraseContactResponse]  # type: ignore[assignment]
     """EraseContact removes a contact's personal data on request, across all services."""
+    ListErasures: _aio.UnaryUnaryMultiCallable[_contacts_service_pb2.ListErasuresRequest, _contacts_service_pb2.ListErasuresResponse]  # type: ignore[assignment]
+    """ListErasures returns the record of every erasure, newest first: who asked, when, why,
+    and which services confirmed they erased their copies. Supervisors only.
+    """
 
 class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
     """ContactsService manages people and organisations, their preferences and consent."""
@@ -126,5 +134,15 @@ class ContactsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_contacts_service_pb2.EraseContactResponse, _abc.Awaitable[_contacts_service_pb2.EraseContactResponse]]:
         """EraseContact removes a contact's personal data on request, across all services."""
+
+    @_abc_1.abstractmethod
+    def ListErasures(
+        self,
+        request: _contacts_service_pb2.ListErasuresRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_contacts_service_pb2.ListErasuresResponse, _abc.Awaitable[_contacts_service_pb2.ListErasuresResponse]]:
+        """ListErasures returns the record of every erasure, newest first: who asked, when, why,
+        and which services confirmed they erased their copies. Supervisors only.
+        """
 
 def add_ContactsServiceServicer_to_server(servicer: ContactsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

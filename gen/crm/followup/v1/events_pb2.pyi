@@ -517,3 +517,38 @@ class CustomerNoticeSent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CustomerNoticeSent: _TypeAlias = CustomerNoticeSent  # noqa: Y015
+
+@_typing.final
+class ContactErasureConfirmed(_message.Message):
+    """ContactErasureConfirmed is published on crm.followup.contact_erasure_confirmed.<contact_id> once
+    the followup service has erased what it held of a contact (after ContactErased), and purged
+    that contact's events from its own stream.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    """Id of the erased contact."""
+    service: _builtins.str
+    """The service that confirms: "followup"."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the erasure was applied."""
+
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+        service: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "occurred_at", b"occurred_at", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactErasureConfirmed: _TypeAlias = ContactErasureConfirmed  # noqa: Y015
