@@ -1,5 +1,9 @@
 """A real nats-server with JetStream for every test: streams and durable consumers are shared
-state, so each test gets a server of its own (one starts in about 25 ms)."""
+state, so each test gets a server of its own (one starts in about 25 ms).
+
+The server has Promesa's NATS users (devtools.natsserver): `nats_server.url` is the admin, for
+a test's own reads and writes; a service under test connects as itself with
+`nats_server.url_for("<service>")`, so its permissions are exercised by every test."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from contacts.adapters import event_codec
 from contacts.adapters.sqlite_store import SqliteContactStore
-from contacts.entrypoints import interactions_consumer
+from contacts.entrypoints import followup_consumer, interactions_consumer
 from contacts.entrypoints.grpc_api import SERVICE_NAME, ContactsServicer
 from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
@@ -71,7 +71,10 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
         relay=relay,
         stream=CONTACTS_STREAM,
         dead_letters=store.record_dead_letter,
-        subscriptions=[interactions_consumer.subscription(reactions)],
+        subscriptions=[
+            interactions_consumer.subscription(reactions),
+            followup_consumer.subscription(reactions),
+        ],
         workers=[sweep],
         close_store=store.close,
     )

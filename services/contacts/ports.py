@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from contacts.domain.erasure import ErasureConfirmation, ErasureRecord
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, ContactKind, Lifecycle, Relationship
 from promesa.events import IncomingEvent
@@ -18,7 +19,8 @@ from promesa.storage import IdempotencyKey, InboxKey
 @dataclass(frozen=True)
 class ContactFilter:
     """Filters of ListContacts, normalised (a tag in lower case); None or empty matches
-    everything. Erased and merged-away contacts never match."""
+    everything. Erased and merged-away contacts never match. `teams` is the reader's scope
+    (authorization.visible_teams): only contacts of these teams ("" for unassigned ones)."""
 
     status: Lifecycle | None = None
     owner_id: str = ""
@@ -27,6 +29,7 @@ class ContactFilter:
     kind: ContactKind | None = None
     relationship: Relationship | None = None
     updated_since: datetime | None = None
+    teams: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class ContactSearch:
     name_prefix: str = ""
     email: str = ""
     phone: str = ""
+    teams: tuple[str, ...] | None = None  # the reader's scope, as in ContactFilter
 
 
 @dataclass
@@ -44,11 +48,16 @@ class Change:
     """Everything one use case writes, committed atomically with its events.
 
     `saves` pairs each contact with the version it replaces (0 for a new contact), so a
-    concurrent writer is detected. `handled` is the inbox row of the event that caused it.
+    concurrent writer is detected. `erasure` is the record of an erasure, written with its
+    tombstone; `confirmations` are added to erasure records, each service's first one kept
+    (a redelivered confirmation changes nothing). `handled` is the inbox row of the event
+    that caused it.
     """
 
     saves: list[tuple[Contact, int]] = field(default_factory=list)
     events: list[ContactEvent] = field(default_factory=list)
+    erasure: ErasureRecord | None = None
+    confirmations: list[ErasureConfirmation] = field(default_factory=list)
     idempotency: IdempotencyKey | None = None
     handled: InboxKey | None = None
 
@@ -83,12 +92,32 @@ class ContactStore(OutboxStore, Protocol):
         """Active live contacts whose last purchase is older than the cutoff (indexed)."""
         ...
 
-    async def commit(self, change: Change) -> None:
-        """Atomically: saves, email index, events to the outbox, idempotency key, inbox row.
+    async def erasure(self, contact_id: str) -> ErasureRecord | None:
+        """The record of this contact's erasure, with the confirmations received so far."""
+        ...
 
-        Raises VersionConflictError, EmailTakenError, DuplicateRequestError or
-        AlreadyHandledError (promesa.storage) and writes nothing.
+    async def erasures(self, after: Cursor | None, limit: int) -> Sequence[ErasureRecord]:
+        """Erasure records, newest first: ordered by (erased_at, contact_id) descending,
+        before the cursor."""
+        ...
+
+    async def commit(self, change: Change) -> None:
+        """Atomically: saves, email index, erasure record and confirmations, events to the
+        outbox, idempotency key, inbox row.
+
+        Raises VersionConflictError (also for a second erasure record of one contact),
+        EmailTakenError, DuplicateRequestError or AlreadyHandledError (promesa.storage) and
+        writes nothing.
         """
+        ...
+
+    async def forget_dead_letters(self, contact_id: str) -> None:
+        """Deletes the dead letters whose subject ends with this contact (an erasure)."""
+        ...
+
+    async def scrub(self) -> None:
+        """Called right after an erasure commits: no copy of the erased data may linger in
+        the database's files (SQLite: checkpoint and truncate the WAL)."""
         ...
 
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None: ...

@@ -25,6 +25,8 @@ from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
 from followup.usecases.planning import PromisePlanner
 from promesa.bus import FOLLOWUP_STREAM
 from promesa.clock import Clock, SystemClock
+from promesa.erasure import StreamEraser
+from promesa.event_catalog import FOLLOWUP
 from promesa.runtime import Runtime, ServiceParts, connect_messaging
 from promesa.usecases import Writes
 from promesa.workers import Periodic
@@ -124,6 +126,7 @@ async def build(
         writes,
         clock,
         planner=planner,
+        streams=StreamEraser(bus, relay, FOLLOWUP_STREAM, FOLLOWUP),
         complaint_resolution=settings.complaint_resolution,
         win_back_within=settings.win_back_within,
     )

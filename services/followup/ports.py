@@ -1,6 +1,7 @@
 """The ports of the follow-up service: its narrow storage port (SQLite and MongoDB adapters),
-the owner-facing notifiers, what customer notices need (the contacts service, a channel), and
-the feed of a user's reminders that StreamReminders follows."""
+its own event stream (for erasure), the owner-facing notifiers, what customer notices need (the
+contacts service, a channel), and the feed of a user's reminders that StreamReminders
+follows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from crm.followup.v1 import reminder_pb2
-from followup.domain.contacts import ContactCard, ContactPreferences
+from followup.domain.contacts import ContactCard, ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Channel, Promise, PromiseKind, Status
 from followup.domain.notices import NoticeMessage
@@ -52,6 +53,10 @@ class Change:
     notices wait as QUEUED and are not part of it, so a replan leaves them alone.
     `added` inserts deliveries besides (an escalation's next round, a customer notice).
     `completed` updates claimed reminders, refused unless their claim token still holds.
+    `profiles` replace the stored ones unless older (`ContactPreferences.supersedes`).
+    `fates` are combined with what is stored (`ContactFate.combined`), never replace it.
+    `live_contact` names a contact the change puts something on: the commit is refused
+    (ContactGoneError) if its stored fate says it was erased or merged away meanwhile.
     """
 
     saves: list[tuple[Promise, int]] = field(default_factory=list)
@@ -61,12 +66,23 @@ class Change:
     added: list[ReminderDelivery] = field(default_factory=list)
     profiles: list[ContactPreferences] = field(default_factory=list)
     forgotten_profiles: list[str] = field(default_factory=list)
+    fates: list[ContactFate] = field(default_factory=list)
+    live_contact: str = ""
     idempotency: IdempotencyKey | None = None
     handled: InboxKey | None = None
 
 
 class LeaseLostError(Exception):
     """A claimed reminder was taken over (lease expired) or dropped (promise changed)."""
+
+
+class ContactGoneError(Exception):
+    """The contact a change puts something on was erased or merged away since its fate was
+    read: nothing was written; read its fate again and decide afresh."""
+
+    def __init__(self, contact_id: str) -> None:
+        self.contact_id = contact_id
+        super().__init__(contact_id)
 
 
 class PromiseStore(OutboxStore, Protocol):
@@ -97,6 +113,14 @@ class PromiseStore(OutboxStore, Protocol):
         unknown or forgotten."""
         ...
 
+    async def fate(self, contact_id: str) -> ContactFate | None:
+        """What became of the contact; None when the service never heard of it."""
+        ...
+
+    async def duplicates_of(self, contact_id: str) -> Sequence[str]:
+        """The contacts merged into this one (one merge away)."""
+        ...
+
     async def deliveries(
         self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
     ) -> Sequence[ReminderDelivery]:
@@ -110,16 +134,34 @@ class PromiseStore(OutboxStore, Protocol):
         ...
 
     async def commit(self, change: Change) -> None:
-        """Atomically: saves, reminders, profiles, outbox, idempotency key, inbox row.
+        """Atomically: saves, reminders, profiles, fates, outbox, idempotency key, inbox row.
 
-        Raises VersionConflictError, LeaseLostError, DuplicateRequestError or
-        AlreadyHandledError (promesa.storage) and writes nothing.
+        Raises VersionConflictError, LeaseLostError, ContactGoneError, DuplicateRequestError
+        or AlreadyHandledError (promesa.storage) and writes nothing.
         """
         ...
 
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None: ...
 
+    async def forget_dead_letters(self, contact_id: str) -> None:
+        """Deletes the dead letters whose subject ends with this contact (an erasure)."""
+        ...
+
+    async def scrub(self) -> None:
+        """Right after an erasure commits: no earlier version of what it removed is left in
+        the store's files (SQLite: a WAL checkpoint; MongoDB: nothing, see the README)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class EventStreams(Protocol):
+    """The service's own event stream, as an erasure needs it."""
+
+    async def erase(self, contact_id: str) -> None:
+        """Publishes what is committed, then removes every message about the contact from
+        the stream. Idempotent."""
+        ...
 
 
 class Notifier(Protocol):

@@ -6,6 +6,10 @@ escalation entry are committed together, only while the claim still holds. Webho
 are called before that commit; if a replica dies in between, the reminder is delivered again by
 the replica that takes the lease over, with the same reminder id as idempotency key.
 
+Nothing is sent, nor retried, for a promise no longer open (kept, cancelled, erased) when its
+reminder is claimed: the delivery record says why. The exception is a runaround escalation
+that fell due, sent once whatever came after (`ReminderDelivery.sent_whatever_happens`).
+
 Customer notices are claimed, leased and recorded the same way; `noticing.CustomerNotifier`
 decides and sends them (customer templates and channels, never the owner's notifiers).
 """
@@ -23,6 +27,7 @@ from followup.domain.events import PromiseEvent, ReminderDue, ReminderSent
 from followup.domain.model import Promise, Status
 from followup.domain.notices import dropped
 from followup.domain.reminders import (
+    SCHEDULER,
     DeliveryAttempt,
     ReminderDelivery,
     ReminderKind,
@@ -97,6 +102,11 @@ class ReminderScheduler:
                 return await self._notice(claim, promise)
             if promise is None:
                 return await self._complete(claim, self._gone(r), None, [])
+            reason = self._not_to_send(r, promise)
+            if reason:
+                log.info("reminder_stopped", reason=reason)
+                stopped = r.stopped(reason, self._clock.now())
+                return await self._complete(claim, stopped, None, [])
             discreet = await self._discreet(promise.contact_id)
             async with self._limit:
                 attempts = await self._attempt(r, promise, discreet)
@@ -194,8 +204,17 @@ class ReminderScheduler:
             change.saves.append((updated, promise.version))
             change.events.extend(events)
 
+    @staticmethod
+    def _not_to_send(r: ReminderDelivery, promise: Promise) -> str:
+        """Why nothing (more) goes out for this reminder; empty when it is to be sent."""
+        if promise.erased_at is not None:
+            return "not sent: the contact was erased"
+        if promise.is_open or r.sent_whatever_happens:
+            return ""
+        return f"not sent: the promise is {promise.status.value.lower()}"
+
     def _gone(self, r: ReminderDelivery) -> ReminderDelivery:
-        attempt = DeliveryAttempt("scheduler", self._clock.now(), False, "promise not found")
+        attempt = DeliveryAttempt(SCHEDULER, self._clock.now(), False, "promise not found")
         return r.after_attempts([attempt], self._clock.now(), ReminderPolicy(max_attempts=1))
 
     async def _discreet(self, contact_id: str) -> bool:

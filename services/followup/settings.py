@@ -10,6 +10,8 @@ from datetime import timedelta
 from promesa.settings import CommonSettings, ConfigError, Env
 
 GRPC_PORT = 50053
+# Events carry promise texts: kept as long as a consumer may need to catch up, no longer.
+STREAM_MAX_AGE_DAYS = 90
 METRICS_PORT = 9103
 
 
@@ -71,7 +73,11 @@ class FollowupSettings:
             )
         return cls(
             common=CommonSettings.from_env(
-                "followup", grpc_port=GRPC_PORT, metrics_port=METRICS_PORT, env=env
+                "followup",
+                grpc_port=GRPC_PORT,
+                metrics_port=METRICS_PORT,
+                stream_max_age_days=STREAM_MAX_AGE_DAYS,
+                env=env,
             ),
             max_handoffs=env.integer("CRM_MAX_HANDOFFS", 2, minimum=0, maximum=100),
             complaint_resolution=timedelta(

@@ -14,6 +14,8 @@ from interactions.settings import InteractionsSettings
 from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
 from promesa.bus import INTERACTIONS_STREAM
 from promesa.clock import Clock, SystemClock
+from promesa.erasure import StreamEraser
+from promesa.event_catalog import INTERACTIONS
 from promesa.runtime import Runtime, ServiceParts, connect_messaging
 from promesa.usecases import Writes
 
@@ -53,7 +55,8 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
     writes = Writes(store, relay.notify)
     queries = InteractionQueries(store)
     commands = InteractionCommands(store, writes, clock, promise_horizon=common.promise_horizon)
-    reactions = InteractionReactions(store, writes, clock)
+    streams = StreamEraser(bus, relay, INTERACTIONS_STREAM, INTERACTIONS)
+    reactions = InteractionReactions(store, writes, clock, streams=streams)
     parts = ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register=lambda server: interactions_grpc.add_InteractionsServiceServicer_to_server(

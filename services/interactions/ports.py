@@ -1,4 +1,5 @@
-"""The narrow storage port of the interactions service; each storage adapter implements it."""
+"""The ports of the interactions service: the narrow storage port each storage adapter
+implements, and the service's own event stream as erasure sees it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ class TimelineFilter:
     occurred_before: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The touches one caller may see on a timeline: those of `team`, unassigned ones (no
+    team), and those `agent_id` handled. No scope (None) means every touch."""
+
+    team: str
+    agent_id: str
+
+
 @dataclass
 class Change:
     """Everything one use case writes, committed atomically with its events.
@@ -63,10 +73,10 @@ class InteractionStore(OutboxStore, Protocol):
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
 
     async def timeline(
-        self, f: TimelineFilter, after: Cursor | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int, scope: Scope | None = None
     ) -> Sequence[Interaction]:
-        """A contact's interactions matching f, newest first: ordered by (occurred_at, id)
-        descending, strictly after the cursor (which has an instant) in that order."""
+        """A contact's interactions matching f and within the scope, newest first: ordered by
+        (occurred_at, id) descending, strictly after the cursor (which has an instant)."""
         ...
 
     async def of_contact(
@@ -77,6 +87,10 @@ class InteractionStore(OutboxStore, Protocol):
 
     async def contact(self, contact_id: str) -> KnownContact | None:
         """The read model of contacts, as the contacts stream described them."""
+        ...
+
+    async def merged_into(self, contact_id: str) -> Sequence[str]:
+        """The ids of the contacts merged directly into this one."""
         ...
 
     async def commit(self, change: Change) -> None:
@@ -93,7 +107,25 @@ class InteractionStore(OutboxStore, Protocol):
         """What consumers gave up on, oldest first, for operators."""
         ...
 
+    async def forget_dead_letters(self, contact_id: str) -> None:
+        """Deletes the dead letters whose subject ends with this contact (an erasure)."""
+        ...
+
+    async def scrub(self) -> None:
+        """After an erasure commits: no earlier version of the erased data stays on disk
+        (SQLite: a WAL checkpoint; its deletes are secure already)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class EventStreams(Protocol):
+    """The service's own event stream, as an erasure reaches it."""
+
+    async def erase(self, contact_id: str) -> None:
+        """Publishes what the outbox still holds, then removes every message about the
+        contact from the stream. Idempotent."""
+        ...
 
 
 __all__ = [
@@ -101,9 +133,11 @@ __all__ = [
     "Change",
     "ContactGoneError",
     "DuplicateRequestError",
+    "EventStreams",
     "IdempotencyKey",
     "InboxKey",
     "InteractionStore",
+    "Scope",
     "TimelineFilter",
     "VersionConflictError",
 ]

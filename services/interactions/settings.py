@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from promesa.settings import CommonSettings, Env
 
 GRPC_PORT = 50052
+# Events carry promise texts: kept as long as a consumer may need to catch up, no longer.
+STREAM_MAX_AGE_DAYS = 90
 METRICS_PORT = 9102
 
 
@@ -17,6 +19,10 @@ class InteractionsSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> InteractionsSettings:
         common = CommonSettings.from_env(
-            "interactions", grpc_port=GRPC_PORT, metrics_port=METRICS_PORT, env=env
+            "interactions",
+            grpc_port=GRPC_PORT,
+            metrics_port=METRICS_PORT,
+            stream_max_age_days=STREAM_MAX_AGE_DAYS,
+            env=env,
         )
         return cls(common=common)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import nats
 import structlog
@@ -22,6 +24,17 @@ from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
 log = structlog.get_logger(__name__)
 
 DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+class NatsAuthorizationError(Exception):
+    """NATS refused the credentials of CRM_NATS_URL (or their absence)."""
+
+
+def inbox_prefix(user: str) -> str:
+    """Where a NATS user gets its replies (JetStream acks, API answers, pulled messages):
+    `_INBOX_<user>`, outside `_INBOX.>`, so a permission to subscribe to one user's replies
+    never covers another's."""
+    return f"_INBOX_{user}"
 
 
 @dataclass(frozen=True)
@@ -47,15 +60,45 @@ class EventBus:
         self._js: JetStreamContext | None = None
 
     async def connect(self) -> None:
-        self._nc = await nats.connect(
-            self._url,
-            name=self._name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
+        """Connects as the user named in the URL (`nats://user:password@host:port`), with
+        replies on that user's own inbox prefix, which its NATS permissions allow and no other
+        user's do. Retries while the server is away; refused credentials fail at once, with a
+        message that names the user and never the password."""
+        user = urllib.parse.urlsplit(self._url).username or ""
+        refused = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            # At the first connect nats-py reports a refusal as a plain error with the text.
+            if isinstance(exc, nats.errors.AuthorizationError) or (
+                "authorization violation" in str(exc).lower()
+            ):
+                refused.set()
+            await self._on_error(exc)
+
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                self._url,
+                name=self._name,
+                inbox_prefix=inbox_prefix(user) if user else "_INBOX",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                error_cb=on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
         )
+        refusal = asyncio.ensure_future(refused.wait())
+        try:
+            await asyncio.wait({connecting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refusal.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            who = f"user {user!r}" if user else "an anonymous client (no user in the URL)"
+            raise NatsAuthorizationError(f"NATS refused {who}: check CRM_NATS_URL")
+        self._nc = connecting.result()
         self._js = self._nc.jetstream(publish_async_max_pending=10_000)
 
     @property
@@ -64,14 +107,18 @@ class EventBus:
             raise RuntimeError("EventBus.connect() has not been called")
         return self._js
 
-    async def declare_stream(self, spec: StreamSpec, *, replicas: int = 1) -> None:
-        """Idempotent: creates the stream, or updates it to this configuration."""
+    async def declare_stream(
+        self, spec: StreamSpec, *, replicas: int = 1, max_age: timedelta = timedelta(0)
+    ) -> None:
+        """Idempotent: creates the stream, or updates it to this configuration. `max_age` is
+        the retention: older events are discarded; zero keeps them for ever."""
         config = StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
             storage=StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=max_age.total_seconds(),
         )
         try:
             await self.js.stream_info(spec.name)

@@ -12,7 +12,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from promesa import errors, metrics
-from promesa.auth import Identity, acting_as
+from promesa.auth import ApiTokens, Authenticator, Identity, SigningKeysUnavailableError, acting_as
 from promesa.grpc_errors import status_code_for, to_status
 from promesa.ids import new_id
 
@@ -32,9 +32,9 @@ StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, tokens: Mapping[str, Identity]) -> None:
+    def __init__(self, service: str, tokens: ApiTokens) -> None:
         self._service = service
-        self._tokens = tokens
+        self._authenticator = Authenticator(tokens)
         # One wrapped handler per method, built on its first call: no closures per call.
         self._wrapped: dict[str, Handler] = {}
 
@@ -68,14 +68,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = wrapped
         return wrapped
 
-    def _identify(self, metadata: Mapping[str, str]) -> Identity:
+    async def _identify(self, metadata: Mapping[str, str]) -> Identity:
         scheme, _, token = metadata.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not token.strip():
             raise errors.UnauthenticatedError("missing bearer token in 'authorization' metadata")
-        identity = self._tokens.get(token.strip())
-        if identity is None:
-            raise errors.UnauthenticatedError("unknown bearer token")
-        return identity
+        return await self._authenticator.identify(token.strip())
 
     @asynccontextmanager
     async def _guard(self, method: str, context: Context) -> AsyncIterator[None]:
@@ -86,8 +83,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         code = grpc.StatusCode.OK
         with structlog.contextvars.bound_contextvars(request_id=request_id, method=method):
             try:
-                with acting_as(self._identify(metadata)):
+                with acting_as(await self._identify(metadata)):
                     yield
+            except SigningKeysUnavailableError as exc:
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("rpc_unavailable", reason=str(exc))
+                await context.abort(code, f"{exc}; try again later")
             except errors.PromesaError as exc:
                 code = status_code_for(exc)
                 log.info("rpc_refused", code=code.name, reason=errors.clip(str(exc), 300))

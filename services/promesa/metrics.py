@@ -42,7 +42,7 @@ OUTBOX_BACKLOG = Gauge(
 )
 
 
-def serve_metrics(port: int) -> None:
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
     """Port 0 turns the endpoint off (tests run several services in one process)."""
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)

@@ -3,11 +3,13 @@ idempotency and dead-letter methods the relay and consumers use, the same for ev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from promesa import mongo as db
 from promesa.clock import Clock
+from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
 from promesa.storage import (
     AlreadyHandledError,
@@ -140,6 +142,11 @@ class MongoStore(Generic[E]):
 
     async def dead_letters(self) -> list[dict[str, object]]:
         return await db.dead_letters(self._db)
+
+    async def forget_dead_letters(self, contact_id: str) -> None:
+        """An erased person's dead letters go: their payloads may hold what they said."""
+        suffix = re.escape("." + subject_token(contact_id)) + "$"
+        await self._db[db.DEAD_LETTERS].delete_many({"subject": {"$regex": suffix}})
 
     async def scrub(self) -> None:
         """Nothing to do from here: MongoDB rewrites a document in place, and the space of

@@ -101,7 +101,9 @@ class Runtime:
 
     async def start(self) -> int:
         s = self.settings
-        await self.bus.declare_stream(self.parts.stream, replicas=s.stream_replicas)
+        await self.bus.declare_stream(
+            self.parts.stream, replicas=s.stream_replicas, max_age=s.stream_max_age
+        )
         server = grpc.aio.server(interceptors=[CallInterceptor(s.service, s.api_tokens)])
         self.parts.register(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -111,7 +113,7 @@ class Runtime:
         self.port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
         await server.start()
         self._server = server
-        serve_metrics(s.metrics_port)
+        serve_metrics(s.metrics_port, s.metrics_host)
         workers: list[Worker] = [self.parts.relay, *self._workers]
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in workers]
         for name in ("", *self.parts.grpc_service_names):
@@ -121,7 +123,7 @@ class Runtime:
             grpc_port=self.port,
             metrics_port=s.metrics_port,
             store=s.store,
-            nats=s.nats_url,
+            nats=s.nats_address,
         )
         return self.port
 

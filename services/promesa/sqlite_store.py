@@ -10,6 +10,7 @@ from pathlib import Path
 
 from promesa import sqlite as db
 from promesa.clock import Clock
+from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
 from promesa.storage import (
     AlreadyHandledError,
@@ -99,6 +100,14 @@ class SqliteStore:
 
     async def dead_letters(self) -> list[dict[str, object]]:
         return db.dead_letters(self._conn)
+
+    async def forget_dead_letters(self, contact_id: str) -> None:
+        """An erased person's dead letters go: their payloads may hold what they said."""
+        suffix = "." + subject_token(contact_id)
+        with db.transaction(self._conn) as conn:
+            conn.execute(
+                "DELETE FROM dead_letters WHERE substr(subject, -?) = ?", (len(suffix), suffix)
+            )
 
     async def scrub(self) -> None:
         """After an erasure commits: the WAL is checkpointed into the database and truncated,

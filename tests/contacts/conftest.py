@@ -1,24 +1,43 @@
-"""Fixtures that run the contacts service in-process: real gRPC, real SQLite, real NATS."""
+"""Fixtures that run the contacts service in-process (real gRPC, real SQLite, real NATS), or
+only its use cases over a real SQLite store (`contacts_desk`, for rules that need no wire)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 
+from contacts.adapters import event_codec
+from contacts.adapters.sqlite_store import SqliteContactStore
 from contacts.bootstrap import ContactsApp, build
 from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
+from contacts.usecases import ContactCommands, ContactQueries, ContactReactions
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
 from devtools.natsserver import NatsServer
 from promesa.bus import EventBus
 from promesa.clock import ManualClock
 from promesa.runtime import Runtime
 from promesa.settings import Env
+from promesa.usecases import Writes
 from tests.support import TOKENS
+
+# Callers the authorization tests need beside the shared ones (tests/support.py): an agent
+# of another team, an agent with no team, and a supervisor of one team.
+LISBON_AGENT_TOKEN = "lisbon-agent-token"
+TEAMLESS_AGENT_TOKEN = "teamless-agent-token"
+MADRID_SUPERVISOR_TOKEN = "madrid-supervisor-token"
+CONTACTS_TOKENS = (
+    f"{TOKENS},"
+    f"{LISBON_AGENT_TOKEN}=agent-leo:agent:lisbon,"
+    f"{TEAMLESS_AGENT_TOKEN}=agent-nat:agent,"
+    f"{MADRID_SUPERVISOR_TOKEN}=sup-mia:supervisor:madrid"
+)
+ACTIVE_WINDOW = timedelta(days=90)
 
 
 @dataclass
@@ -40,12 +59,12 @@ class RunningContacts:
 
 def contacts_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
     return {
-        "CRM_NATS_URL": nats.url,
+        "CRM_NATS_URL": nats.url_for("contacts"),  # the service as its own NATS user
         "CRM_SQLITE_PATH": str(data / "contacts.db"),
         "CRM_GRPC_HOST": "127.0.0.1",
         "CRM_GRPC_PORT": "0",
         "CRM_METRICS_PORT": "0",
-        "CRM_API_TOKENS": TOKENS,
+        "CRM_API_TOKENS": CONTACTS_TOKENS,
         "CRM_SHUTDOWN_GRACE_SECONDS": "1",
         "CRM_SWEEP_INTERVAL_SECONDS": "3600",
         "CRM_CONSUMER_ACK_WAIT_SECONDS": "2",
@@ -69,3 +88,37 @@ async def contacts_service(
     await channel.close(None)
     await bus.close()
     await app.runtime.stop()
+
+
+@dataclass
+class ContactsDesk:
+    """The use cases over a real SQLite store, without gRPC or NATS: events stay in the
+    outbox, which is all a rule about who may do what, or about event order, needs."""
+
+    store: SqliteContactStore
+    clock: ManualClock
+    commands: ContactCommands
+    queries: ContactQueries
+    reactions: ContactReactions
+    path: Path
+
+
+@pytest.fixture
+async def contacts_desk(tmp_path: Path) -> AsyncIterator[ContactsDesk]:
+    path = tmp_path / "desk.db"
+    clock = ManualClock()
+    store = SqliteContactStore(path, event_codec.encode, clock)
+    writes = Writes(store, lambda: None)
+    region = "US"
+    desk = ContactsDesk(
+        store,
+        clock,
+        ContactCommands(
+            store, writes, clock, active_window=ACTIVE_WINDOW, default_phone_region=region
+        ),
+        ContactQueries(store, default_phone_region=region),
+        ContactReactions(store, writes, clock, active_window=ACTIVE_WINDOW),
+        path,
+    )
+    yield desk
+    await store.close()

@@ -15,6 +15,7 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from promesa.bus import CONTACTS_STREAM
 from tests.contacts.conftest import RunningContacts
 from tests.support import (
+    AGENT_TOKEN,
     SUPERVISOR_TOKEN,
     bearer,
     events_about,
@@ -42,11 +43,11 @@ def a_person(**overrides: object) -> contact_pb2.Contact:
 
 
 async def create(
-    svc: RunningContacts, contact: contact_pb2.Contact, request_id: str = ""
+    svc: RunningContacts, contact: contact_pb2.Contact, request_id: str = "", token: str = ""
 ) -> contact_pb2.Contact:
     response = await svc.stub.CreateContact(
         contacts_pb.CreateContactRequest(contact=contact, request_id=request_id),
-        metadata=bearer(),
+        metadata=bearer(token or AGENT_TOKEN),
     )
     return response.contact
 
@@ -70,7 +71,7 @@ async def test_created_contact_is_normalised_and_announced_with_cloudevents_head
 
     [msg] = await eventually(announced)
     headers = msg.headers or {}
-    assert msg.subject == "crm.contacts.created"
+    assert msg.subject == f"crm.contacts.created.{created.id}"
     assert headers["ce-type"] == "crm.contacts.v1.ContactCreated"
     assert headers["ce-source"] == "promesa/contacts"
     assert headers["ce-specversion"] == "1.0"
@@ -138,11 +139,13 @@ async def test_update_changes_only_masked_fields_and_refuses_a_stale_etag(
 
 
 async def test_list_filters_and_pages_through_contacts(contacts_service: RunningContacts) -> None:
+    # Another team's contacts: a supervisor of every team creates and lists them.
     ids = []
     for i in range(5):
         c = await create(
             contacts_service,
             a_person(emails=[f"page{i}@example.com"], team="lisbon", display_name=f"Page {i}"),
+            token=SUPERVISOR_TOKEN,
         )
         ids.append(c.id)
         contacts_service.clock.advance(timedelta(seconds=1))
@@ -151,7 +154,7 @@ async def test_list_filters_and_pages_through_contacts(contacts_service: Running
     while True:
         page = await contacts_service.stub.ListContacts(
             contacts_pb.ListContactsRequest(team="lisbon", page_size=2, page_token=token),
-            metadata=bearer(),
+            metadata=bearer(SUPERVISOR_TOKEN),
         )
         seen.extend(c.id for c in page.contacts)
         token = page.next_page_token
@@ -244,7 +247,7 @@ async def test_erase_removes_personal_data_keeps_a_tombstone_and_frees_the_email
 
     async def erased_event() -> list[object]:
         msgs = await events_about(contacts_service.bus.js, CONTACTS_STREAM.name, created.id)
-        return [m for m in msgs if m.subject == "crm.contacts.erased"]
+        return [m for m in msgs if m.subject == f"crm.contacts.erased.{created.id}"]
 
     await eventually(erased_event)
 

@@ -10,11 +10,12 @@ from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
 from promesa.bus import CONTACTS_STREAM, INTERACTIONS_STREAM
+from promesa.event_catalog import INTERACTIONS
 from promesa.ids import new_id
 from promesa.protos import to_timestamp
 from tests.contacts.conftest import RunningContacts
 from tests.contacts.test_contacts_api import a_person, create
-from tests.support import bearer, events_about, eventually
+from tests.support import SUPERVISOR_TOKEN, bearer, events_about, eventually
 
 
 async def publish_interaction(
@@ -40,7 +41,7 @@ async def publish_interaction(
             agent_id="agent-ana",
         ).SerializeToString()
     await svc.bus.js.publish(
-        "crm.interactions.recorded",
+        INTERACTIONS.subject(interactions_events.InteractionRecorded(), contact_id),
         payload,
         headers={
             "ce-id": event_id,
@@ -93,7 +94,7 @@ async def test_a_purchase_makes_the_customer_active_and_says_so(
 
     async def announced() -> list[object]:
         msgs = await events_about(contacts_service.bus.js, CONTACTS_STREAM.name, created.id)
-        return [m for m in msgs if m.subject == "crm.contacts.became_active"]
+        return [m for m in msgs if m.subject == f"crm.contacts.became_active.{created.id}"]
 
     await eventually(announced)
 
@@ -166,9 +167,61 @@ async def test_the_sweep_turns_a_lapsed_customer_inactive_exactly_once(
     )
     await contacts_service.runtime.parts.relay.flush()
     msgs = await events_about(contacts_service.bus.js, CONTACTS_STREAM.name, created.id)
-    inactive = [m for m in msgs if m.subject == "crm.contacts.became_inactive"]
+    inactive = [m for m in msgs if m.subject == f"crm.contacts.became_inactive.{created.id}"]
     assert len(inactive) == 1
 
     # A new purchase wins the customer back.
     await publish_interaction(contacts_service, created.id, PURCHASE)
     await eventually(active)
+
+
+async def wait_for_a_marker(svc: RunningContacts) -> None:
+    """A touch for a fresh contact, published last: once it shows, what came before it on the
+    stream has been handled."""
+    marker = await create(svc, a_person(emails=[f"marker-{new_id()}@example.com"]))
+    await publish_interaction(svc, marker.id, INQUIRY)
+
+    async def marker_applied() -> contact_pb2.Contact | None:
+        c = await get(svc, marker.id)
+        return c if c.HasField("last_interaction_at") else None
+
+    await eventually(marker_applied)
+
+
+async def test_a_touch_for_an_erased_contact_is_acknowledged_and_changes_nothing(
+    contacts_service: RunningContacts,
+) -> None:
+    created = await create(contacts_service, a_person(emails=["erased@example.com"]))
+    await contacts_service.stub.EraseContact(
+        contacts_pb.EraseContactRequest(id=created.id, reason="REF-1"),
+        metadata=bearer(SUPERVISOR_TOKEN),
+    )
+    tombstone = await get(contacts_service, created.id)
+
+    await publish_interaction(contacts_service, created.id, PURCHASE)
+    await wait_for_a_marker(contacts_service)
+
+    assert await get(contacts_service, created.id) == tombstone
+    assert not await contacts_service.store.dead_letters()
+
+
+async def test_a_late_touch_for_a_merged_away_contact_counts_for_the_survivor(
+    contacts_service: RunningContacts,
+) -> None:
+    survivor = await create(contacts_service, a_person(emails=["survivor@example.com"]))
+    duplicate = await create(contacts_service, a_person(emails=["duplicate@example.com"]))
+    await contacts_service.stub.MergeContacts(
+        contacts_pb.MergeContactsRequest(survivor_id=survivor.id, duplicate_id=duplicate.id),
+        metadata=bearer(),
+    )
+
+    await publish_interaction(contacts_service, duplicate.id, PURCHASE)
+
+    async def survivor_active() -> contact_pb2.Contact | None:
+        c = await get(contacts_service, survivor.id)
+        return c if c.status == contact_pb2.LIFECYCLE_STATUS_ACTIVE else None
+
+    await eventually(survivor_active)
+    redirect = await get(contacts_service, duplicate.id)
+    assert redirect.merged_into_id == survivor.id
+    assert not redirect.HasField("last_purchase_at")

@@ -1,8 +1,9 @@
 """One contract for the contacts storage port, run against every adapter.
 
-It tests the port's own methods: what a commit saves and refuses, and how contacts are
-listed, searched and found lapsing. The outbox, inbox, idempotency and dead-letter behaviour
-of the store bases is tested once for every service, in tests/platform.
+It tests the port's own methods: what a commit saves and refuses, how contacts are listed,
+searched and found lapsing, and how erasure records and their confirmations are kept. The
+outbox, inbox, idempotency and dead-letter behaviour of the store bases is tested once for
+every service, in tests/platform.
 
 `ContactStoreContract` holds the behaviour; each adapter subclasses it and says how to
 create (and dispose of) a store. SQLite always runs; MongoDB runs when
@@ -27,6 +28,7 @@ from contacts.adapters import event_codec
 from contacts.adapters.mongo_store import MongoContactStore
 from contacts.adapters.sqlite_store import SqliteContactStore
 from contacts.domain import merging
+from contacts.domain.erasure import ErasureConfirmation, ErasureRecord
 from contacts.domain.events import (
     ContactCreated,
     ContactErased,
@@ -453,6 +455,24 @@ class ContactStoreContract(abc.ABC):
     ) -> None:
         assert ids(await population.list(f, None, 100)) == expected
 
+    @pytest.mark.parametrize(
+        ("teams", "expected"),
+        [
+            pytest.param(None, ["p-1", "p-2", "p-3", "p-4", "p-5", "p-6"], id="every-team"),
+            pytest.param(("sales",), ["p-2", "p-5"], id="one-team"),
+            pytest.param(("sales", "care"), ["p-1", "p-2", "p-3", "p-4", "p-5", "p-6"], id="two"),
+            pytest.param(("nowhere", ""), [], id="none-of-them"),
+            pytest.param((), [], id="no-team-at-all"),
+        ],
+    )
+    async def test_list_keeps_to_the_readers_teams(
+        self, population: ContactStore, teams: tuple[str, ...] | None, expected: list[str]
+    ) -> None:
+        assert ids(await population.list(ContactFilter(teams=teams), None, 100)) == expected
+        # Beside a team filter, both hold.
+        both = ContactFilter(team="care", teams=("sales",))
+        assert ids(await population.list(both, None, 100)) == []
+
     async def test_list_filters_by_updated_since_to_the_microsecond(
         self, store: ContactStore, clock: ManualClock
     ) -> None:
@@ -544,6 +564,21 @@ class ContactStoreContract(abc.ABC):
             await people.search(ContactSearch("ada", email="ada@example.com"), None, 10)
         ) == ["s-1"]
 
+    async def test_search_keeps_to_the_readers_teams(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        at = clock.now()
+        for contact_id, team in [("t-1", "care"), ("t-2", "sales"), ("t-3", "")]:
+            await store.commit(creating(person(contact_id, at, name="Ada", team=team)))
+
+        def scoped(teams: tuple[str, ...] | None) -> ContactSearch:
+            return ContactSearch("ada", teams=teams)
+
+        assert ids(await store.search(scoped(None), None, 10)) == ["t-1", "t-2", "t-3"]
+        assert ids(await store.search(scoped(("care", "")), None, 10)) == ["t-1", "t-3"]
+        assert ids(await store.search(scoped(("",)), None, 10)) == ["t-3"]
+        assert ids(await store.search(scoped(()), None, 10)) == []
+
     async def test_search_pages_by_id_after_the_cursor(self, people: ContactStore) -> None:
         first = await people.search(ContactSearch("ada"), None, 2)
         rest = await people.search(ContactSearch("ada"), Cursor(None, first[-1].id), 2)
@@ -582,6 +617,132 @@ class ContactStoreContract(abc.ABC):
 
         assert ids(lapsed) == ["l-older", "l-old", "l-edge"]
         assert ids(await store.lapsed(cutoff, 1)) == ["l-older"]
+
+    # --- erasure records -----------------------------------------------------------------------
+
+    async def erase(self, store: ContactStore, contact: Contact, at: datetime) -> ErasureRecord:
+        """As the erase use case commits it: the tombstone, the record and the event at once."""
+        record = ErasureRecord(contact.id, "sup-sam", "ticket 42", at)
+        await store.commit(
+            Change(
+                saves=[(merging.erased(contact, at, "sup-sam"), contact.version)],
+                events=[ContactErased(contact.id, "sup-sam", at)],
+                erasure=record,
+            )
+        )
+        return record
+
+    async def test_an_erasure_record_commits_with_its_tombstone_and_reads_back(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        ada = person("c-1", clock.now(), emails=("ada@example.com",))
+        await store.commit(creating(ada))
+        at = clock.advance(timedelta(hours=1)).replace(microsecond=654321)
+
+        record = await self.erase(store, ada, at)
+
+        assert await store.erasure("c-1") == record
+        assert await store.erasure("c-2") is None
+        assert await store.erasures(None, 10) == [record]
+
+    async def test_a_second_erasure_record_of_a_contact_conflicts_and_writes_nothing(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        ada = person("c-1", clock.now())
+        await store.commit(creating(ada))
+        first = await self.erase(store, ada, clock.now())
+        grace = person("c-2", clock.now(), name="Grace")
+        await store.commit(creating(grace))
+        backlog = await store.outbox_backlog()
+
+        again = ErasureRecord("c-1", "svc-followup", "again", clock.advance(timedelta(hours=1)))
+        renamed = edited(grace, clock.now(), display_name="Grace H")
+        with pytest.raises(VersionConflictError):
+            await store.commit(Change(saves=[(renamed, grace.version)], events=[], erasure=again))
+
+        assert await store.erasure("c-1") == first
+        assert await store.get("c-2") == grace
+        assert await store.outbox_backlog() == backlog
+
+    async def test_confirmations_are_kept_once_per_service_in_the_order_they_confirmed(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        ada = person("c-1", clock.now())
+        await store.commit(creating(ada))
+        record = await self.erase(store, ada, clock.now())
+        t0 = clock.now()
+        interactions = ErasureConfirmation("c-1", "interactions", t0 + timedelta(seconds=1))
+        followup = ErasureConfirmation("c-1", "followup", t0 + timedelta(seconds=2))
+
+        # The later confirmation arrives first; then each one again, as a redelivery would.
+        for confirmation in (followup, interactions, followup, interactions):
+            await store.commit(Change(confirmations=[confirmation]))
+        later = replace(interactions, confirmed_at=t0 + timedelta(minutes=5))
+        await store.commit(Change(confirmations=[later]))
+
+        expected = replace(record, confirmations=(interactions, followup))
+        assert await store.erasure("c-1") == expected
+        assert await store.erasures(None, 10) == [expected]
+
+    async def test_a_confirmation_commits_with_its_inbox_row_or_not_at_all(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        ada = person("c-1", clock.now())
+        await store.commit(creating(ada))
+        record = await self.erase(store, ada, clock.now())
+        confirmation = ErasureConfirmation("c-1", "followup", clock.now())
+        inbox = InboxKey("contacts-followup", "evt-1")
+        await store.commit(Change(confirmations=[confirmation], handled=inbox))
+
+        other = ErasureConfirmation("c-1", "interactions", clock.now())
+        with pytest.raises(AlreadyHandledError):
+            await store.commit(Change(confirmations=[other], handled=inbox))
+
+        assert await store.erasure("c-1") == replace(record, confirmations=(confirmation,))
+
+    async def test_erasures_are_listed_newest_first_and_page_by_cursor(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        t0 = clock.now()
+        records = []
+        for contact_id, at in [
+            ("e-b", t0),
+            ("e-a", t0),
+            ("e-c", t0 + timedelta(seconds=1)),
+            ("e-d", t0 + timedelta(seconds=1, microseconds=5)),
+            ("e-e", t0 + timedelta(seconds=2)),
+        ]:
+            contact = person(contact_id, t0)
+            await store.commit(creating(contact))
+            records.append(await self.erase(store, contact, at))
+        await store.commit(
+            Change(confirmations=[ErasureConfirmation("e-c", "followup", t0 + timedelta(hours=1))])
+        )
+
+        pages: list[list[str]] = []
+        after: Cursor | None = None
+        while True:
+            page = await store.erasures(after, 2)
+            if not page:
+                break
+            pages.append([r.contact_id for r in page])
+            after = Cursor(page[-1].erased_at, page[-1].contact_id)
+
+        assert pages == [["e-e", "e-d"], ["e-c", "e-b"], ["e-a"]]
+        [confirmed] = [r for r in await store.erasures(None, 10) if r.confirmations]
+        assert confirmed.contact_id == "e-c"
+
+    async def test_scrub_can_be_called_after_any_commit(
+        self, store: ContactStore, clock: ManualClock
+    ) -> None:
+        ada = person("c-1", clock.now())
+        await store.commit(creating(ada))
+        await self.erase(store, ada, clock.now())
+
+        await store.scrub()
+        await store.scrub()
+
+        assert await store.erasure("c-1") is not None
 
 
 class TestSqliteContactStore(ContactStoreContract):

@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.natsserver import ADMIN, OPERATOR, USERS, deploy_authorization_config
+from devtools.natsserver import SERVICES as NATS_SERVICES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 HARNESS = Path(__file__).resolve().parent / "mongodb_init_harness.js"
@@ -55,8 +58,11 @@ SECRETS = {
         "service-token",
     },
     "mongodb-admin": {"username", "password", "keyfile"},
+    "nats-users": {f"{user}-password" for user in (*NATS_SERVICES, OPERATOR, ADMIN)},
 }
-SECRET_ENV = re.compile(r"TOKEN|PASSWORD|SIGNING_KEY|SECRET|MONGODB_URI")
+SECRET_ENV = re.compile(r"TOKEN|PASSWORD|SIGNING_KEY|SECRET|MONGODB_URI|NATS_URL")
+# The only secret-bearing values written inline: URIs assembled from secret-backed $(VARS).
+ASSEMBLED_URI = re.compile(r"(mongodb|nats)://\w+:\$\(\w+\)@.*")
 
 Manifest = dict[str, Any]
 
@@ -332,7 +338,6 @@ def test_each_service_uses_its_own_mongodb_database_and_user(overlay: str, servi
     settings = config_map(objects, service)
     assert settings["CRM_STORE"] == "mongodb"
     assert settings["CRM_MONGODB_DATABASE"] == f"promesa_{service}"
-    assert settings["CRM_NATS_URL"] == "nats://nats:4222"
 
     (container,) = pod_spec(named(objects, "Deployment", service))["containers"]
     env = env_of(container)
@@ -347,6 +352,42 @@ def test_each_service_uses_its_own_mongodb_database_and_user(overlay: str, servi
     names = list(env)
     for variable in re.findall(r"\$\((\w+)\)", uri):
         assert names.index(variable) < names.index("CRM_MONGODB_URI"), variable
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_connects_to_nats_as_its_own_user(overlay: str, service: str) -> None:
+    objects = rendered(f"overlays/{overlay}")
+    assert "CRM_NATS_URL" not in config_map(objects, service)
+
+    (container,) = pod_spec(named(objects, "Deployment", service))["containers"]
+    env = env_of(container)
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "nats-users",
+        "key": f"{service}-password",
+    }
+    assert env["CRM_NATS_URL"]["value"] == f"nats://{service}:$(NATS_PASSWORD)@nats:4222"
+    names = list(env)
+    assert names.index("NATS_PASSWORD") < names.index("CRM_NATS_URL")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_has_the_users_and_permissions_the_tests_prove(overlay: str) -> None:
+    # The users block is rendered from devtools.natsserver.USERS, the permissions that
+    # tests/platform/test_nats_users.py exercises on a real server: any drift fails here.
+    objects = rendered(f"overlays/{overlay}")
+    conf = nats_conf(objects)
+    assert deploy_authorization_config() in conf
+    assert not re.search(r"no_auth_user", conf), "anonymous clients must be refused"
+    # Every password is a reference to the pod's environment, never a value.
+    passwords = re.findall(r"^\s*password:\s*(\S+)\s*$", conf, re.MULTILINE)
+    assert passwords and all(re.fullmatch(r"\$[A-Z]+_NATS_PASSWORD", p) for p in passwords)
+
+    (container,) = pod_spec(named(objects, "StatefulSet", "nats"))["containers"]
+    env = env_of(container)
+    for user in (*(u.name for u in USERS), ADMIN):
+        ref = env[f"{user.upper()}_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "nats-users", "key": f"{user}-password"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -366,7 +407,7 @@ def test_no_secret_value_is_in_the_manifests(overlay: str) -> None:
                 where = f"{workload['metadata']['name']}/{container['name']} {name}"
                 if "value" in var:
                     # Only a URI assembled from secret-backed $(VARS) may be written inline.
-                    assert re.fullmatch(r"mongodb://\w+:\$\(\w+\)@.*", var["value"]), where
+                    assert ASSEMBLED_URI.fullmatch(var["value"]), where
                 else:
                     assert "secretKeyRef" in var["valueFrom"], where
 
@@ -478,7 +519,14 @@ def test_nats_server_accepts_the_configuration(overlay: str, tmp_path: Path) -> 
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "SERVER_NAME": "nats-0"},
+        env={
+            **os.environ,
+            "SERVER_NAME": "nats-0",
+            **{
+                f"{user.upper()}_NATS_PASSWORD": "a-password"
+                for user in (*(u.name for u in USERS), ADMIN)
+            },
+        },
     )
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -107,7 +107,7 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 def followup_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
     return {
-        "CRM_NATS_URL": nats.url,
+        "CRM_NATS_URL": nats.url_for("followup"),  # the service as its own NATS user
         "CRM_SQLITE_PATH": str(data / "followup.db"),
         "CRM_GRPC_HOST": "127.0.0.1",
         "CRM_GRPC_PORT": "0",

@@ -185,7 +185,7 @@ async def test_a_renegotiated_due_date_is_emailed_to_the_customer_in_their_time_
         msgs = await events_about(svc.bus.js, FOLLOWUP_STREAM.name, p.id)
         found = []
         for m in msgs:
-            if m.subject == "crm.followup.customer_notice_sent":
+            if m.subject == f"crm.followup.customer_notice_sent.{contact_id}":
                 event = followup_events.CustomerNoticeSent()
                 event.ParseFromString(m.data)
                 found.append(event)

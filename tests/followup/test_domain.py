@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from followup.domain import lifecycle, notices
-from followup.domain.contacts import ContactPreferences, QuietHours
+from followup.domain.contacts import ContactFate, ContactPreferences, QuietHours
 from followup.domain.events import PromiseKept, PromiseOverdue
 from followup.domain.model import (
     EARLIEST,
     LATEST,
+    Action,
     Channel,
     Evidence,
     Promise,
@@ -207,3 +209,62 @@ def test_shifting_a_time_stops_at_the_calendars_ends() -> None:
     assert shifted(T0, HOUR, -3) == T0 - 3 * HOUR
     assert shifted(T0, timedelta(days=1), 10**12) == LATEST
     assert shifted(T0, timedelta(days=-1), 10**12) == EARLIEST
+
+
+def test_a_contacts_fate_is_the_same_whatever_order_its_news_arrives_in() -> None:
+    news = [
+        ContactFate("c1", erased_at=T0 + HOUR),
+        ContactFate("c1", merged_into_id="c0"),
+        ContactFate("c1", active_at=T0, inactive_at=T0 - HOUR),
+        ContactFate("c1", active_at=T0 - HOUR, erasure_confirmed_at=T0 + 2 * HOUR),
+        ContactFate("c1", erased_at=T0 + 3 * HOUR, inactive_at=T0 + HOUR),
+    ]
+    seen: set[ContactFate] = set()
+    for order in itertools.permutations(news):
+        fate = ContactFate("c1")
+        for item in order:
+            fate = fate.combined(item)
+        seen.add(fate)
+    assert seen == {
+        ContactFate(
+            "c1",
+            merged_into_id="c0",
+            erased_at=T0 + HOUR,
+            erasure_confirmed_at=T0 + 2 * HOUR,
+            active_at=T0,
+            inactive_at=T0 + HOUR,
+        )
+    }
+    assert not ContactFate("c1", merged_into_id="c0").is_live
+    assert not ContactFate("c1", erased_at=T0).is_live and ContactFate("c1").is_live
+
+
+def test_a_merge_moves_a_promise_with_a_history_entry_and_remembers_whom_it_was_made_for() -> None:
+    p = a_promise()
+    moved = lifecycle.repoint(lifecycle.repoint(p, "c2", "worker", T0), "c3", "worker", T0 + HOUR)
+    assert moved.contact_id == "c3" and moved.version == p.version + 2
+    assert [(h.action, h.from_value, h.to_value) for h in moved.history[1:]] == [
+        (Action.CONTACT_MERGED, "c1", "c2"),
+        (Action.CONTACT_MERGED, "c2", "c3"),
+    ]
+    assert moved.made_for == "c1" and p.made_for == "c1"
+
+
+def test_a_customer_confirms_a_kept_promise_once() -> None:
+    kept, _ = lifecycle.keep(a_promise(), Evidence(note="done"), "ana", T0)
+    confirmed, _ = lifecycle.confirm(kept, 5, "ana", T0 + HOUR)
+    with pytest.raises(lifecycle.PromiseStateError, match="confirmed by the customer already"):
+        lifecycle.confirm(confirmed, 1, "ana", T0 + 2 * HOUR)
+
+
+def test_a_stopped_delivery_says_why_and_stays_delivered_when_it_was() -> None:
+    r = plan(a_promise(due_in=HOUR), T0, ReminderPolicy(), "", ids)[0]
+    sent = r.after_attempts(
+        [DeliveryAttempt("nats", T0, True), DeliveryAttempt("webhook", T0, False, "HTTP 500")],
+        T0,
+        ReminderPolicy(notifiers=("nats", "webhook")),
+    )
+    stopped = sent.stopped("not sent: the promise is kept", T0 + HOUR)
+    assert stopped.outcome is Outcome.DELIVERED and stopped.next_attempt_at is None
+    assert stopped.remaining == () and stopped.attempts[-1].notifier == "scheduler"
+    assert r.stopped("not sent: the promise is cancelled", T0).outcome is Outcome.DROPPED

@@ -49,7 +49,7 @@ async def test_a_promise_is_made_with_owner_due_time_and_history_and_announced(
         return await events_about(svc.bus.js, FOLLOWUP_STREAM.name, made.id)
 
     [msg] = await eventually(announced)
-    assert msg.subject == "crm.followup.promise_made"
+    assert msg.subject == "crm.followup.promise_made.contact-1"  # ends with the contact
     headers = msg.headers or {}
     assert headers["ce-source"] == "promesa/followup"
     assert headers["ce-type"] == "crm.followup.v1.PromiseMade"
@@ -154,7 +154,7 @@ async def test_a_handoff_names_both_owners_and_is_counted(
             followup_pb.ReassignPromiseRequest(
                 id=made.id, etag=made.etag, new_owner_id="agent-cid", reason="again"
             ),
-            metadata=bearer(),
+            metadata=bearer(SUPERVISOR_TOKEN),  # Ana no longer owns it; her supervisor acts
         )
     assert caught.value.code() == grpc.StatusCode.ABORTED
 
@@ -244,7 +244,13 @@ async def test_stats_are_grouped_by_owner_team_and_channel(
 ) -> None:
     svc = followup_service
     await make(svc)
-    await make(svc, owner_id="agent-bea", team="lisbon", channel=promise_pb2.CHANNEL_EMAIL)
+    await make(
+        svc,
+        owner_id="agent-bea",
+        team="lisbon",
+        channel=promise_pb2.CHANNEL_EMAIL,
+        token=SUPERVISOR_TOKEN,  # another team's promise: made by a supervisor of every team
+    )
     reply = await svc.stub.GetPromiseStats(
         followup_pb.GetPromiseStatsRequest(grouping=followup_pb.STATS_GROUPING_CHANNEL),
         metadata=bearer(SUPERVISOR_TOKEN),
@@ -252,7 +258,7 @@ async def test_stats_are_grouped_by_owner_team_and_channel(
     assert [(r.key, r.made) for r in reply.stats] == [("CHANNEL_EMAIL", 1), ("CHANNEL_PHONE", 1)]
     by_team = await svc.stub.GetPromiseStats(
         followup_pb.GetPromiseStatsRequest(grouping=followup_pb.STATS_GROUPING_TEAM),
-        metadata=bearer(),
+        metadata=bearer(SUPERVISOR_TOKEN),  # across teams
     )
     assert [r.key for r in by_team.stats] == ["lisbon", "madrid"]
     by_owner = await svc.stub.GetPromiseStats(

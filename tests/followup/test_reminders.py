@@ -4,8 +4,6 @@ webhook, email and streaming notifiers against real servers."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +19,7 @@ from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
 from devtools.natsserver import NatsServer
 from followup.adapters.event_codec import encode
+from followup.adapters.notifiers import verify_webhook
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.ports import Claim
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM
@@ -34,7 +33,7 @@ from tests.followup.conftest import (
     start_followup,
 )
 from tests.followup.test_events import publish
-from tests.support import SERVICE_TOKEN, bearer, events_about, eventually
+from tests.support import SERVICE_TOKEN, SUPERVISOR_TOKEN, bearer, events_about, eventually
 
 ESCALATED = promise_pb2.HISTORY_ACTION_ESCALATED
 OVERDUE = promise_pb2.HISTORY_ACTION_OVERDUE
@@ -96,11 +95,11 @@ async def test_owner_is_reminded_a_day_and_an_hour_before_and_at_due_then_superv
         msgs = await events_about(svc.bus.js, FOLLOWUP_STREAM.name, p.id)
         subjects = {m.subject for m in msgs}
         wanted = {
-            "crm.followup.promise_overdue",
-            "crm.followup.promise_escalated",
-            "crm.followup.reminder_sent",
-            "crm.followup.reminders.agent-ana",
-            "crm.followup.reminders.sup-sam",
+            "crm.followup.promise_overdue.contact-1",
+            "crm.followup.promise_escalated.contact-1",
+            "crm.followup.reminder_sent.contact-1",
+            "crm.followup.reminders.agent-ana.contact-1",
+            "crm.followup.reminders.sup-sam.contact-1",
         }
         return subjects if wanted <= subjects else set()
 
@@ -152,7 +151,7 @@ async def test_handing_a_promise_over_too_often_escalates_to_the_supervisor(
     for owner in ("agent-bea", "agent-cid", "agent-dan"):
         await svc.stub.ReassignPromise(
             followup_pb.ReassignPromiseRequest(id=p.id, new_owner_id=owner, reason="shift"),
-            metadata=bearer(),
+            metadata=bearer(SUPERVISOR_TOKEN),  # the owner changes: their supervisor hands over
         )
     assert await svc.scheduler.tick() == 1
     assert svc.recorder.sent[-1][1:] == ("ESCALATION", "sup-sam")
@@ -211,7 +210,7 @@ async def test_stream_reminders_sends_an_owners_reminders_as_they_fall_due(
     svc, clock = followup_service, followup_service.clock
     p = await make(svc, owner_id="agent.eva", due_in=timedelta(minutes=30))
     call = svc.stub.StreamReminders(
-        followup_pb.StreamRemindersRequest(owner_id="agent.eva"), metadata=bearer()
+        followup_pb.StreamRemindersRequest(owner_id="agent.eva"), metadata=bearer(SERVICE_TOKEN)
     )
     received: list[reminder_pb2.Reminder] = []
 
@@ -303,8 +302,7 @@ async def test_webhook_is_signed_retried_with_an_idempotency_key_and_email_is_se
 
     (first_headers, first_body), (headers, body) = hook[0].requests
     assert first_body == body  # the retry after the 500 is the same request
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert headers["X-Promesa-Signature"] == expected
+    verify_webhook(body, headers, "s3cret")  # signed with a timestamp (test_webhook_signature)
     reminder = json.loads(body)
     assert headers["Idempotency-Key"] == reminder["id"] == first_headers["Idempotency-Key"]
     assert reminder["promiseId"] == p.id and reminder["kind"] == "REMINDER_KIND_AT_DUE"

@@ -2,7 +2,8 @@
 
 It tests the port's own methods: what a commit saves and refuses, how promises are found
 (by contact, by kind, by filter and page, overdue, made in a window), how reminders are listed,
-claimed on a lease and replanned, and the contacts' preferences. The outbox, inbox, idempotency
+claimed on a lease and replanned, the contacts' preferences, and their fates (combined, never
+replaced; a change for a contact gone meanwhile refused). The outbox, inbox, idempotency
 and dead-letter behaviour of the store bases is tested once for every service, in
 tests/platform.
 
@@ -30,7 +31,7 @@ from followup.adapters import event_codec
 from followup.adapters.mongo_store import MongoPromiseStore, due_query
 from followup.adapters.sqlite_store import SCHEMA, SqlitePromiseStore
 from followup.domain import lifecycle, notices
-from followup.domain.contacts import ContactPreferences, QuietHours
+from followup.domain.contacts import ContactFate, ContactPreferences, QuietHours
 from followup.domain.events import PromiseEvent, PromiseMade
 from followup.domain.model import (
     LATEST,
@@ -54,7 +55,14 @@ from followup.domain.reminders import (
     ReminderPolicy,
     delivery,
 )
-from followup.ports import Change, Claim, LeaseLostError, PromiseFilter, PromiseStore
+from followup.ports import (
+    Change,
+    Claim,
+    ContactGoneError,
+    LeaseLostError,
+    PromiseFilter,
+    PromiseStore,
+)
 from promesa.clock import ManualClock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
@@ -225,7 +233,7 @@ class PromiseStoreContract(abc.ABC):
 
         [(_, event)] = await store.pending_events(10)
         assert [event] == encoder.produced
-        assert event.subject == "crm.followup.promise_made" and event.ce_subject == p.id
+        assert event.subject == "crm.followup.promise_made.c1" and event.ce_subject == p.id
         assert await store.find_request("req-1") == key
         with pytest.raises(AlreadyHandledError):
             await store.commit(
@@ -783,6 +791,132 @@ class PromiseStoreContract(abc.ABC):
         await store.commit(Change(forgotten_profiles=["c1", "never-known"]))
         assert await store.profile("c1") is None
         assert await store.profile("c2") == ContactPreferences("c2")
+
+    async def test_an_older_profile_heard_late_does_not_replace_a_newer_one(
+        self, store: PromiseStore
+    ) -> None:
+        newer = ContactPreferences("c1", time_zone="America/Lima", changed_at=T0 + HOUR)
+        await store.commit(Change(profiles=[newer]))
+
+        await store.commit(
+            Change(profiles=[ContactPreferences("c1", time_zone="UTC", changed_at=T0)])
+        )
+        assert await store.profile("c1") == newer
+
+        same_time = replace(newer, discreet=True)
+        await store.commit(Change(profiles=[same_time]))
+        assert await store.profile("c1") == same_time
+        undated = ContactPreferences("c1", time_zone="Europe/Madrid")
+        await store.commit(Change(profiles=[undated]))
+        assert await store.profile("c1") == undated
+
+    # --- contacts' fates -----------------------------------------------------------------------
+
+    async def test_a_contacts_fate_reads_back_equal_and_later_news_is_combined_not_replacing(
+        self, store: PromiseStore
+    ) -> None:
+        full = ContactFate(
+            "c1",
+            merged_into_id="c0",
+            erased_at=T0.replace(microsecond=5),
+            erasure_confirmed_at=T0 + MINUTE,
+            active_at=T0 - HOUR,
+            inactive_at=T0 - 2 * HOUR,
+        )
+        await store.commit(Change(fates=[full, ContactFate("c2")]))
+        assert await store.fate("c1") == full
+        assert await store.fate("c2") == ContactFate("c2")
+
+        # News that says less, or older activity, takes nothing away
+        await store.commit(
+            Change(
+                fates=[
+                    ContactFate("c1", active_at=T0 - 3 * HOUR, erased_at=T0 + HOUR),
+                    ContactFate("c2", active_at=T0, inactive_at=T0 - HOUR),
+                ]
+            )
+        )
+        assert await store.fate("c1") == full
+        await store.commit(Change(fates=[ContactFate("c2", active_at=T0 - HOUR, erased_at=T0)]))
+        assert await store.fate("c2") == ContactFate(
+            "c2", erased_at=T0, active_at=T0, inactive_at=T0 - HOUR
+        )
+
+    async def test_duplicates_of_lists_the_contacts_merged_into_one(
+        self, store: PromiseStore
+    ) -> None:
+        await store.commit(
+            Change(
+                fates=[
+                    ContactFate("d2", merged_into_id="c1"),
+                    ContactFate("d1", merged_into_id="c1"),
+                    ContactFate("d3", merged_into_id="d1"),
+                    ContactFate("c1"),
+                ]
+            )
+        )
+
+        assert await store.duplicates_of("c1") == ["d1", "d2"]
+        assert await store.duplicates_of("d1") == ["d3"]
+        assert await store.duplicates_of("d2") == []
+        assert await store.fate("nobody") is None
+        assert await store.duplicates_of("nobody") == []
+
+    @pytest.mark.parametrize(
+        "gone",
+        [
+            pytest.param(ContactFate("c1", erased_at=T0), id="erased"),
+            pytest.param(ContactFate("c1", merged_into_id="c0"), id="merged"),
+        ],
+    )
+    async def test_a_change_for_a_contact_gone_meanwhile_is_refused_and_writes_nothing(
+        self, store: PromiseStore, gone: ContactFate
+    ) -> None:
+        await store.commit(Change(fates=[gone]))
+        p = a_promise()
+        inbox = InboxKey("followup-interactions", "evt-1")
+
+        with pytest.raises(ContactGoneError) as raised:
+            await store.commit(
+                Change(
+                    saves=[(p, 0)],
+                    events=[PromiseMade(p, "ana", T0)],
+                    replans={p.id: [a_reminder(p, "r1", T0)]},
+                    live_contact="c1",
+                    handled=inbox,
+                )
+            )
+
+        assert raised.value.contact_id == "c1"
+        assert await store.get(p.id) is None
+        assert await store.deliveries(p.id, "", None, 10) == []
+        assert await store.outbox_backlog() == 0
+        await store.commit(Change(handled=inbox))  # the inbox row was not taken either
+
+    async def test_a_change_for_a_live_or_unknown_contact_commits(
+        self, store: PromiseStore
+    ) -> None:
+        await store.commit(Change(fates=[ContactFate("c1", active_at=T0)]))
+
+        await store.commit(Change(saves=[(a_promise("p1"), 0)], live_contact="c1"))
+        await store.commit(
+            Change(saves=[(a_promise("p2", contact_id="new"), 0)], live_contact="new")
+        )
+
+        assert sorted(ids(await store.get_many(["p1", "p2"]))) == ["p1", "p2"]
+        assert await store.fate("c1") == ContactFate("c1", active_at=T0)
+
+    async def test_scrub_after_an_erasure_keeps_every_read_as_it_was(
+        self, store: PromiseStore
+    ) -> None:
+        p = a_promise()
+        await store.commit(Change(saves=[(p, 0)], fates=[ContactFate("c1", erased_at=T0)]))
+
+        await store.scrub()
+        await store.scrub()
+
+        assert await store.get(p.id) == p
+        assert await store.fate("c1") == ContactFate("c1", erased_at=T0)
 
 
 class TestSqlitePromiseStore(PromiseStoreContract):

@@ -31,7 +31,16 @@ from promesa.settings import Env
 from tests.contacts import conftest as contacts_fixtures
 from tests.contacts.conftest import RunningContacts, contacts_env
 from tests.contacts.test_contacts_api import a_person, create
-from tests.support import AGENT_TOKEN, bearer, eventually
+from tests.support import AGENT_TOKEN, TOKENS, bearer, eventually
+
+# Callers of another team, beside tests/support.py's agent-ana (madrid), sup-sam (every team)
+# and svc-followup (service).
+PARIS_AGENT_TOKEN = "paris-agent-token"
+PARIS_SUPERVISOR_TOKEN = "paris-supervisor-token"
+INTERACTIONS_TOKENS = (
+    f"{TOKENS},{PARIS_AGENT_TOKEN}=agent-pia:agent:paris,"
+    f"{PARIS_SUPERVISOR_TOKEN}=sup-pat:supervisor:paris"
+)
 
 # The real contacts service, for tests of what its events do here.
 contacts_service = contacts_fixtures.contacts_service
@@ -55,8 +64,14 @@ class RunningInteractions:
 
 
 def interactions_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
-    """The environment of the contacts tests, with a database of its own."""
-    return contacts_env(nats, data, CRM_SQLITE_PATH=str(data / "interactions.db"), **extra)
+    """The environment of the contacts tests, with a database and callers of its own."""
+    own = {
+        "CRM_SQLITE_PATH": str(data / "interactions.db"),
+        "CRM_API_TOKENS": INTERACTIONS_TOKENS,
+        "CRM_NATS_URL": nats.url_for("interactions"),  # the service as its own NATS user
+        **extra,
+    }
+    return contacts_env(nats, data, **own)
 
 
 @asynccontextmanager
@@ -113,17 +128,31 @@ async def interactions_beside_contacts(
 # --- builders --------------------------------------------------------------------------------
 
 
-async def announce_contact(bus: EventBus, contact_id: str, at: datetime) -> None:
-    """Publishes ContactCreated as the contacts service would (it declares its own stream)."""
+async def announce_contact(
+    bus: EventBus,
+    contact_id: str,
+    at: datetime,
+    *,
+    team: str = "madrid",
+    owner_id: str = "agent-ana",
+    updated: bool = False,
+) -> None:
+    """Publishes ContactCreated (or ContactUpdated) as the contacts service would (it declares
+    its own stream)."""
     await bus.declare_stream(CONTACTS_STREAM)
-    created = contacts_events.ContactCreated(
-        profile=contacts_events.ContactProfile(contact_id=contact_id, owner_id="agent-ana"),
-        actor="agent-ana",
-        occurred_at=to_timestamp(at),
-    )
+    profile = contacts_events.ContactProfile(contact_id=contact_id, owner_id=owner_id, team=team)
+    message: contacts_events.ContactCreated | contacts_events.ContactUpdated
+    if updated:
+        message = contacts_events.ContactUpdated(
+            profile=profile, changed_fields=["team"], actor="sup-sam", occurred_at=to_timestamp(at)
+        )
+    else:
+        message = contacts_events.ContactCreated(
+            profile=profile, actor=owner_id, occurred_at=to_timestamp(at)
+        )
     event = outgoing(
-        created,
-        subject=CONTACTS.subject(created),
+        message,
+        subject=CONTACTS.subject(message, contact_id),
         source="promesa/contacts",
         about=contact_id,
         at=at,
@@ -131,10 +160,13 @@ async def announce_contact(bus: EventBus, contact_id: str, at: datetime) -> None
     await bus.publish_batch([event])
 
 
-async def known_contact(svc: RunningInteractions, contact_id: str = "") -> str:
-    """A contact the interactions service has taken into its read model."""
+async def known_contact(
+    svc: RunningInteractions, contact_id: str = "", *, team: str = "madrid"
+) -> str:
+    """A contact of a team (madrid: agent-ana's) the interactions service has taken into its
+    read model; team "" is an unassigned one."""
     contact_id = contact_id or new_id()
-    await announce_contact(svc.bus, contact_id, svc.clock.now())
+    await announce_contact(svc.bus, contact_id, svc.clock.now(), team=team)
     await eventually(lambda: svc.store.contact(contact_id))
     return contact_id
 

@@ -102,7 +102,9 @@ async def test_erasing_a_contact_removes_the_words_of_its_touches_and_keeps_the_
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # A redelivered erasure changes nothing the second time.
-    event_id = await contacts_event(contacts_service, contact_id, "crm.contacts.erased")
+    event_id = await contacts_event(
+        contacts_service, contact_id, f"crm.contacts.erased.{contact_id}"
+    )
     inbox = InboxKey(CONSUMER, event_id)
     again = await svc.app.reactions.contact_erased(inbox, contact_id=contact_id, actor="sup-sam")
     assert again is False
@@ -140,7 +142,7 @@ async def test_merging_contacts_moves_the_duplicates_touches_to_the_survivor(
     assert late.contact_id == survivor
 
     # A redelivered merge changes nothing the second time.
-    event_id = await contacts_event(contacts_service, survivor, "crm.contacts.merged")
+    event_id = await contacts_event(contacts_service, survivor, f"crm.contacts.merged.{survivor}")
     again = await svc.app.reactions.contacts_merged(
         InboxKey(CONSUMER, event_id), merged_id=duplicate, survivor_id=survivor, actor="agent-ana"
     )
@@ -154,7 +156,9 @@ async def test_an_undecodable_contacts_event_goes_to_the_dead_letters(
     svc = interactions_beside_contacts
     event_id = new_id()
     await contacts_service.bus.js.publish(
-        "crm.contacts.erased", b"\xff\xff\xff", headers={"ce-id": event_id, "Nats-Msg-Id": event_id}
+        f"crm.contacts.erased.{event_id}",
+        b"\xff\xff\xff",
+        headers={"ce-id": event_id, "Nats-Msg-Id": event_id},
     )
 
     async def dead() -> list[dict[str, object]]:
@@ -178,7 +182,7 @@ async def test_an_erasure_without_an_actor_is_recorded_as_the_consumers_own_iden
     )
     event = outgoing(
         erased,
-        subject=CONTACTS.subject(erased),
+        subject=CONTACTS.subject(erased, contact_id),
         source="promesa/contacts",
         about=contact_id,
         at=svc.clock.now(),

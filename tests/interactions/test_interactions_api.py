@@ -68,7 +68,7 @@ async def test_a_recorded_touch_is_announced_with_its_promises_and_cloudevents_h
     assert recorded.etag == "1"
 
     [msg] = await eventually(lambda: published(svc, recorded.id))
-    assert msg.subject == "crm.interactions.recorded"  # type: ignore[attr-defined]
+    assert msg.subject == f"crm.interactions.recorded.{contact_id}"  # type: ignore[attr-defined]
     headers: dict[str, str] = msg.headers  # type: ignore[attr-defined]
     assert {k: v for k, v in headers.items() if k != "ce-time"} == {
         "ce-specversion": "1.0",
@@ -178,7 +178,9 @@ async def test_a_rating_is_given_once_and_announced(
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "already rated 4" in (caught.value.details() or "")
 
-    [msg] = await eventually(lambda: published(svc, recorded.id, "crm.interactions.rated"))
+    [msg] = await eventually(
+        lambda: published(svc, recorded.id, f"crm.interactions.rated.{contact_id}")
+    )
     event = interactions_events.InteractionRated.FromString(msg.data)  # type: ignore[attr-defined]
     assert (event.satisfaction, event.agent_id, event.team) == (4, "agent-ana", "madrid")
 
@@ -222,7 +224,9 @@ async def test_an_amendment_keeps_the_original_and_says_who_changed_what(
     )
     assert again == amended
 
-    [msg] = await eventually(lambda: published(svc, recorded.id, "crm.interactions.amended"))
+    [msg] = await eventually(
+        lambda: published(svc, recorded.id, f"crm.interactions.amended.{contact_id}")
+    )
     event = interactions_events.InteractionAmended.FromString(msg.data)  # type: ignore[attr-defined]
     assert list(event.changed_fields) == ["type", "summary"]
     assert event.actor == "sup-sam"

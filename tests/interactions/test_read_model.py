@@ -33,6 +33,23 @@ def event(event_id: str) -> InboxKey:
     return InboxKey(CONSUMER, event_id)
 
 
+class StreamsErased:
+    """The service's stream, as erasure sees it: the contacts whose events were purged."""
+
+    def __init__(self) -> None:
+        self.erased: list[str] = []
+
+    async def erase(self, contact_id: str) -> None:
+        self.erased.append(contact_id)
+
+
+async def created(reactions: InteractionReactions, contact_id: str, team: str = "") -> bool:
+    """ContactCreated, of an unassigned contact unless a team is named."""
+    return await reactions.contact_created(
+        event(f"created-{contact_id}"), contact_id=contact_id, owner_id="", team=team, at=None
+    )
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteInteractionStore]:
     store = SqliteInteractionStore(
@@ -53,9 +70,16 @@ def commands(store: SqliteInteractionStore, writes: Writes[Change]) -> Interacti
 
 
 @pytest.fixture
-def reactions(store: SqliteInteractionStore, writes: Writes[Change]) -> InteractionReactions:
+def streams() -> StreamsErased:
+    return StreamsErased()
+
+
+@pytest.fixture
+def reactions(
+    store: SqliteInteractionStore, writes: Writes[Change], streams: StreamsErased
+) -> InteractionReactions:
     # Batches of two, so a cascade over five touches takes several transactions.
-    return InteractionReactions(store, writes, ManualClock(), cascade_batch=2)
+    return InteractionReactions(store, writes, ManualClock(), streams=streams, cascade_batch=2)
 
 
 async def touch(
@@ -69,7 +93,7 @@ async def test_a_late_or_repeated_creation_does_not_bring_an_erased_contact_back
     commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
     assert await reactions.contact_erased(event("e-erase"), contact_id="c-1", actor="sup-sam")
-    assert await reactions.contact_created(event("e-create"), contact_id="c-1")
+    assert await created(reactions, "c-1")
 
     with pytest.raises(FailedPreconditionError, match="'c-1' was erased"):
         await touch(commands, "c-1")
@@ -79,7 +103,7 @@ async def test_a_touch_for_a_merged_contact_follows_the_merges_to_the_last_survi
     commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
     for contact_id in ("a", "b", "c"):
-        await reactions.contact_created(event(f"created-{contact_id}"), contact_id=contact_id)
+        await created(reactions, contact_id)
     await reactions.contacts_merged(event("m-1"), merged_id="a", survivor_id="b", actor="agent-ana")
     await reactions.contacts_merged(event("m-2"), merged_id="b", survivor_id="c", actor="agent-ana")
 
@@ -101,8 +125,8 @@ async def test_a_survivor_that_was_erased_takes_no_touches_for_its_duplicates(
 async def test_cascades_go_batch_by_batch_and_a_redelivery_changes_nothing(
     commands: InteractionCommands, reactions: InteractionReactions, store: SqliteInteractionStore
 ) -> None:
-    await reactions.contact_created(event("created-a"), contact_id="a")
-    await reactions.contact_created(event("created-b"), contact_id="b")
+    await created(reactions, "a")
+    await created(reactions, "b")
     for n in range(5):
         await touch(commands, "a", summary=f"touch {n}")
 
@@ -123,7 +147,7 @@ async def test_cascades_go_batch_by_batch_and_a_redelivery_changes_nothing(
 async def test_a_touch_typed_in_late_keeps_when_it_happened_and_promises_from_now_on(
     commands: InteractionCommands, reactions: InteractionReactions
 ) -> None:
-    await reactions.contact_created(event("created-a"), contact_id="a")
+    await created(reactions, "a")
     now = ManualClock().now()
     draft = InteractionDraft(
         type=InteractionType.REQUEST,
@@ -137,3 +161,49 @@ async def test_a_touch_typed_in_late_keeps_when_it_happened_and_promises_from_no
     assert recorded.details.occurred_at == now - timedelta(days=30)
     assert recorded.created_at == now
     assert [p.due_at for p in recorded.promises] == [now + timedelta(days=1)]
+
+
+async def test_an_erasure_purges_the_stream_of_the_contact_and_its_merged_ones_then_confirms(
+    reactions: InteractionReactions, store: SqliteInteractionStore, streams: StreamsErased
+) -> None:
+    for contact_id in ("a", "b", "c", "other"):
+        await created(reactions, contact_id)
+    await reactions.contacts_merged(event("m-1"), merged_id="a", survivor_id="b", actor="sup-sam")
+    await reactions.contacts_merged(event("m-2"), merged_id="b", survivor_id="c", actor="sup-sam")
+
+    assert await reactions.contact_erased(event("e-1"), contact_id="c", actor="sup-sam")
+
+    assert streams.erased == ["c", "b", "a"]
+    [(_, confirmed)] = await store.pending_events(10)
+    assert confirmed.subject == "crm.interactions.contact_erasure_confirmed.c"
+    known = await store.contact("c")
+    assert known is not None and known.erasure_confirmed_at is not None
+
+    # A redelivery, or another erasure of the same contact, neither purges nor confirms again:
+    # a purge now would take the confirmation out of the stream.
+    assert not await reactions.contact_erased(event("e-1"), contact_id="c", actor="sup-sam")
+    assert await reactions.contact_erased(event("e-2"), contact_id="c", actor="sup-sam")
+    assert streams.erased == ["c", "b", "a"]
+    assert len(await store.pending_events(10)) == 1
+
+
+async def test_a_merge_that_arrives_after_the_survivors_erasure_erases_what_it_brings(
+    commands: InteractionCommands,
+    reactions: InteractionReactions,
+    store: SqliteInteractionStore,
+    streams: StreamsErased,
+) -> None:
+    await created(reactions, "dup")
+    await created(reactions, "survivor")
+    await touch(commands, "dup", summary="Asked for Quentin's new address")
+    assert await reactions.contact_erased(event("e-1"), contact_id="survivor", actor="sup-sam")
+
+    # The merge happened before the erasure, but its delivery failed and came back late.
+    await reactions.contacts_merged(
+        event("m-1"), merged_id="dup", survivor_id="survivor", actor="sup-sam"
+    )
+
+    [moved] = await store.timeline(TimelineFilter("survivor"), None, 10)
+    assert moved.erased_at is not None and moved.details.summary == ""
+    assert streams.erased == ["survivor", "dup"]  # the survivor's confirmation stays
+    assert len(await store.pending_events(10)) == 2  # the touch, one confirmation

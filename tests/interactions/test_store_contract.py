@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -45,6 +46,7 @@ from interactions.ports import (
     Change,
     ContactGoneError,
     InteractionStore,
+    Scope,
     TimelineFilter,
     VersionConflictError,
 )
@@ -64,11 +66,14 @@ def touch(
     type: InteractionType = InteractionType.INQUIRY,
     channel: Channel = Channel.PHONE,
     agent: str = AGENT,
+    team: str = "",
 ) -> Interaction:
     return Interaction(
         id=interaction_id,
         contact_id=contact_id,
-        details=InteractionDetails(type=type, channel=channel, occurred_at=at, agent_id=agent),
+        details=InteractionDetails(
+            type=type, channel=channel, occurred_at=at, agent_id=agent, team=team
+        ),
         created_at=at,
         updated_at=at,
         created_by=AGENT,
@@ -87,6 +92,14 @@ def recording(i: Interaction, **change: object) -> Change:
 
 def ids(interactions: Sequence[Interaction]) -> list[str]:
     return [i.id for i in interactions]
+
+
+# Timeline queries whose plan is checked: each must walk the timeline index, never sort.
+PLANNED = [
+    pytest.param(TimelineFilter("c-1"), None, id="whole"),
+    pytest.param(TimelineFilter("c-1", type=InteractionType.COMPLAINT), None, id="filtered"),
+    pytest.param(TimelineFilter("c-1"), Scope("madrid", AGENT), id="scoped"),
+]
 
 
 class InteractionStoreContract(abc.ABC):
@@ -231,6 +244,35 @@ class InteractionStoreContract(abc.ABC):
         assert await store.contact("c-1") == erased
         assert await store.contact("c-2") == merged
 
+    async def test_the_read_model_keeps_each_contacts_team_and_how_far_its_erasure_went(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        profiled = KnownContact("c-1", owner_id="agent-ana", team="madrid", profile_at=clock.now())
+        confirmed = replace(
+            profiled, erased_at=clock.now(), erasure_confirmed_at=clock.now() + timedelta(1)
+        )
+        await store.commit(Change(contacts=[profiled]))
+        assert await store.contact("c-1") == profiled
+        await store.commit(Change(contacts=[confirmed]))
+        assert await store.contact("c-1") == confirmed
+
+    async def test_what_was_merged_into_a_contact_is_found_from_it(
+        self, store: InteractionStore
+    ) -> None:
+        await store.commit(
+            Change(
+                contacts=[
+                    KnownContact("c-2", merged_into_id="c-1"),
+                    KnownContact("c-3", merged_into_id="c-1"),
+                    KnownContact("c-4", merged_into_id="c-2"),
+                    KnownContact("c-1"),
+                ]
+            )
+        )
+        assert list(await store.merged_into("c-1")) == ["c-2", "c-3"]
+        assert list(await store.merged_into("c-2")) == ["c-4"]
+        assert list(await store.merged_into("c-4")) == []
+
     @pytest.mark.parametrize(
         "state",
         [
@@ -304,6 +346,29 @@ class InteractionStoreContract(abc.ABC):
         f = TimelineFilter("c-1", **values)  # type: ignore[arg-type]
         assert ids(await history.timeline(f, None, 100)) == expected
 
+    async def test_a_scoped_timeline_holds_the_teams_the_unassigned_and_the_agents_touches(
+        self, store: InteractionStore, clock: ManualClock
+    ) -> None:
+        t0 = clock.now()
+        for i in [
+            touch("mine-elsewhere", "c-1", t0, team="paris"),
+            touch("madrid", "c-1", t0 + timedelta(1), agent="agent-bea", team="madrid"),
+            touch("paris", "c-1", t0 + timedelta(2), agent="agent-paul", team="paris"),
+            touch("unassigned", "c-1", t0 + timedelta(3), agent="agent-bea"),
+        ]:
+            await store.commit(recording(i))
+        scope = Scope(team="madrid", agent_id=AGENT)
+
+        everything = await store.timeline(TimelineFilter("c-1"), None, 10)
+        scoped = await store.timeline(TimelineFilter("c-1"), None, 10, scope)
+        second_page = await store.timeline(
+            TimelineFilter("c-1"), Cursor(scoped[1].details.occurred_at, scoped[1].id), 10, scope
+        )
+
+        assert len(everything) == 4
+        assert ids(scoped) == ["unassigned", "madrid", "mine-elsewhere"]
+        assert ids(second_page) == ["mine-elsewhere"]
+
     async def test_the_timeline_pages_with_a_cursor_and_breaks_ties_by_id(
         self, history: InteractionStore
     ) -> None:
@@ -348,15 +413,28 @@ class TestSqliteInteractionStore(InteractionStoreContract):
     async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore:
         return SqliteInteractionStore(tmp_path / "interactions.db", event_codec.encode, clock)
 
-    @pytest.mark.parametrize(
-        "f",
-        [
-            pytest.param(TimelineFilter("c-1"), id="whole"),
-            pytest.param(TimelineFilter("c-1", type=InteractionType.COMPLAINT), id="filtered"),
-        ],
-    )
+    async def test_a_database_from_before_contacts_had_teams_opens_and_reads(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path) as old:
+            old.execute(
+                "CREATE TABLE known_contacts (id TEXT PRIMARY KEY, merged_into_id TEXT NOT NULL,"
+                " erased_at TEXT) WITHOUT ROWID"
+            )
+            old.execute("INSERT INTO known_contacts VALUES ('c-1', 'c-2', NULL)")
+        old.close()
+
+        store = SqliteInteractionStore(path, event_codec.encode, clock)
+        try:
+            assert await store.contact("c-1") == KnownContact("c-1", merged_into_id="c-2")
+            assert list(await store.merged_into("c-2")) == ["c-1"]
+        finally:
+            await store.close()
+
+    @pytest.mark.parametrize(("f", "scope"), PLANNED)
     async def test_a_timeline_page_is_read_from_the_index_without_sorting(
-        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter
+        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter, scope: Scope | None
     ) -> None:
         """So a contact with 10,000 touches among 1,000,000 pages as fast as one with ten."""
         assert isinstance(history, SqliteInteractionStore)
@@ -364,7 +442,7 @@ class TestSqliteInteractionStore(InteractionStoreContract):
         issued: list[str] = []
         conn.set_trace_callback(issued.append)
         try:
-            await history.timeline(f, Cursor(clock.now(), "t-9"), 50)
+            await history.timeline(f, Cursor(clock.now(), "t-9"), 50, scope)
         finally:
             conn.set_trace_callback(None)
         [query] = [q for q in issued if q.startswith("SELECT")]
@@ -393,19 +471,13 @@ class TestMongoInteractionStore(InteractionStoreContract):
         finally:
             await client.close()
 
-    @pytest.mark.parametrize(
-        "f",
-        [
-            pytest.param(TimelineFilter("c-1"), id="whole"),
-            pytest.param(TimelineFilter("c-1", type=InteractionType.COMPLAINT), id="filtered"),
-        ],
-    )
+    @pytest.mark.parametrize(("f", "scope"), PLANNED)
     async def test_a_timeline_page_is_read_from_the_index_without_sorting(
-        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter
+        self, history: InteractionStore, clock: ManualClock, f: TimelineFilter, scope: Scope | None
     ) -> None:
         """The same guarantee as SQLite's, read from the server's winning plan."""
         assert isinstance(history, MongoInteractionStore)
-        query, sort = timeline_query(f, Cursor(clock.now(), "t-9"))
+        query, sort = timeline_query(f, Cursor(clock.now(), "t-9"), scope)
         cursor = history._interactions.find(query).sort(sort).limit(50)
 
         stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])

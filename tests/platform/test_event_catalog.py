@@ -25,6 +25,11 @@ SUBJECTS: list[tuple[EventCatalog, type[Message], str]] = [
     (INTERACTIONS, interactions_events.InteractionRecorded, "crm.interactions.recorded"),
     (INTERACTIONS, interactions_events.InteractionRated, "crm.interactions.rated"),
     (INTERACTIONS, interactions_events.InteractionAmended, "crm.interactions.amended"),
+    (
+        INTERACTIONS,
+        interactions_events.ContactErasureConfirmed,
+        "crm.interactions.contact_erasure_confirmed",
+    ),
     (FOLLOWUP, followup_events.PromiseMade, "crm.followup.promise_made"),
     (FOLLOWUP, followup_events.PromiseReassigned, "crm.followup.promise_reassigned"),
     (FOLLOWUP, followup_events.PromiseRenegotiated, "crm.followup.promise_renegotiated"),
@@ -34,6 +39,7 @@ SUBJECTS: list[tuple[EventCatalog, type[Message], str]] = [
     (FOLLOWUP, followup_events.PromiseEscalated, "crm.followup.promise_escalated"),
     (FOLLOWUP, followup_events.ReminderSent, "crm.followup.reminder_sent"),
     (FOLLOWUP, followup_events.CustomerNoticeSent, "crm.followup.customer_notice_sent"),
+    (FOLLOWUP, followup_events.ContactErasureConfirmed, "crm.followup.contact_erasure_confirmed"),
 ]
 
 
@@ -65,7 +71,9 @@ def test_each_event_has_its_one_subject_and_decodes_from_it(
 ) -> None:
     message = message_type()
 
-    assert catalog.subject(message) == subject
+    # The contact the event is about ends the subject, made safe as one token
+    assert catalog.subject(message, "c-1") == f"{subject}.c-1"
+    assert catalog.subject(message, "a.b *>") == f"{subject}.a_b___"
     decoded = catalog.decode(received(f"{subject}.c-1", message.SerializeToString()))
     assert type(decoded) is message_type
 
@@ -155,7 +163,10 @@ def test_an_empty_payload_decodes_as_the_empty_message() -> None:
 
 
 def test_a_consumer_filters_on_the_subjects_of_the_events_it_names() -> None:
-    assert CONTACTS.subjects("erased", "merged") == ("crm.contacts.erased", "crm.contacts.merged")
+    assert CONTACTS.subjects("erased", "merged") == (
+        "crm.contacts.erased.>",
+        "crm.contacts.merged.>",
+    )
     assert INTERACTIONS.subjects() == ()
 
 

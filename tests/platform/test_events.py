@@ -60,7 +60,7 @@ def test_what_an_outgoing_event_carries_is_what_a_consumer_decodes() -> None:
     message = contacts_events.ContactErased(contact_id="c-7", actor="agent-ana")
     outgoing = OutgoingEvent(
         event_id="evt-7",
-        subject=f"{CONTACTS.subject(message)}.c-7",
+        subject=CONTACTS.subject(message, "c-7"),
         type=message.DESCRIPTOR.full_name,
         source="promesa/contacts",
         time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),

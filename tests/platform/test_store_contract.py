@@ -17,7 +17,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -77,6 +77,8 @@ class NoteStore(Protocol):
     async def outbox_backlog(self) -> int: ...
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None: ...
     async def dead_letters(self) -> list[dict[str, object]]: ...
+    async def forget_dead_letters(self, contact_id: str) -> None: ...
+    async def scrub(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -623,6 +625,25 @@ class PlatformStoreContract(abc.ABC):
             await store.record_dead_letter("touches", incoming(f"evt-{i}", 1), "bad")
 
         assert [d["event_id"] for d in await store.dead_letters()] == [f"evt-{i}" for i in range(5)]
+
+    async def test_an_erased_contacts_dead_letters_are_forgotten_and_no_one_elses(
+        self, store: NoteStore
+    ) -> None:
+        def about(contact_id: str, event_id: str) -> IncomingEvent:
+            return replace(incoming(event_id, 5), subject=f"crm.interactions.recorded.{contact_id}")
+
+        await store.record_dead_letter("touches", about("c-1", "evt-1"), "kept failing")
+        await store.record_dead_letter("touches", about("c-11", "evt-2"), "kept failing")
+        await store.record_dead_letter(
+            "reminders",
+            replace(about("c-1", "evt-3"), subject="crm.followup.reminders.agent-ana.c-1"),
+            "kept failing",
+        )
+
+        await store.forget_dead_letters("c-1")
+        await store.forget_dead_letters("c-1")  # an erasure redelivered
+
+        assert [d["event_id"] for d in await store.dead_letters()] == ["evt-2"]
 
     async def test_a_dead_letter_touches_neither_the_outbox_nor_the_inbox(
         self, store: NoteStore

@@ -1,11 +1,13 @@
-"""A contact as a plain document (JSON in SQLite, BSON in MongoDB), and the keys both adapters
-index and query it by: what the two stores share, so they cannot drift apart."""
+"""A contact and an erasure record as plain documents (JSON or columns in SQLite, BSON in
+MongoDB), and the keys both adapters index and query them by: what the two stores share, so
+they cannot drift apart."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from contacts.domain.erasure import ErasureConfirmation, ErasureRecord, in_order
 from contacts.domain.model import (
     Channel,
     Contact,
@@ -143,4 +145,45 @@ def from_document(doc: dict[str, Any]) -> Contact:
         last_interaction_at=_dt(doc["last_interaction_at"]),
         merged_into_id=doc["merged_into_id"],
         erased_at=_dt(doc["erased_at"]),
+    )
+
+
+# Confirmations of erasure records by contact id, as the stores gather them (an alias: in the
+# store classes, `list` names a method).
+Confirmations = dict[str, list[ErasureConfirmation]]
+
+
+def erasure_to_document(r: ErasureRecord) -> dict[str, Any]:
+    """The record without its confirmations, which are stored one per service as they come."""
+    return {
+        "contact_id": r.contact_id,
+        "requested_by": r.requested_by,
+        "reason": r.reason,
+        "erased_at": instant(r.erased_at),
+    }
+
+
+def confirmation_to_document(c: ErasureConfirmation) -> dict[str, Any]:
+    return {
+        "contact_id": c.contact_id,
+        "service": c.service,
+        "confirmed_at": instant(c.confirmed_at),
+    }
+
+
+def confirmation_from_document(doc: dict[str, Any]) -> ErasureConfirmation:
+    return ErasureConfirmation(
+        doc["contact_id"], doc["service"], datetime.fromisoformat(doc["confirmed_at"])
+    )
+
+
+def erasure_from_document(
+    doc: dict[str, Any], confirmations: list[ErasureConfirmation]
+) -> ErasureRecord:
+    return ErasureRecord(
+        contact_id=doc["contact_id"],
+        requested_by=doc["requested_by"],
+        reason=doc["reason"],
+        erased_at=datetime.fromisoformat(doc["erased_at"]),
+        confirmations=in_order(confirmations),
     )

@@ -1,4 +1,5 @@
-"""Domain events of contacts → protobuf payloads on `crm.contacts.*` (no personal data)."""
+"""Domain events of contacts → protobuf payloads on `crm.contacts.<event>.<contact_id>` (no
+personal data: these facts stay in the stream after an erasure)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,10 @@
 Each contact is its shared document (`documents.to_document`) under `_id` = contact id, plus
 the keys the queries need (`live`, lower-cased name keys). Emails live in their own
 collection keyed by the email, so the database itself refuses a second holder, as the
-SQLite primary key does. Writes run in one multi-document transaction, which needs a
-replica set (see `promesa.mongo`).
+SQLite primary key does. An erasure record is a document under `_id` = contact id; its
+confirmations live one per (contact, service) in their own collection, so a redelivered
+one is refused by the key rather than read and compared. Writes run in one multi-document
+transaction, which needs a replica set (see `promesa.mongo`).
 """
 
 from __future__ import annotations
@@ -12,24 +14,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from contacts.adapters.documents import (
+    Confirmations,
+    confirmation_from_document,
+    confirmation_to_document,
     equalities,
+    erasure_from_document,
+    erasure_to_document,
     from_document,
     instant,
     query_keys,
     to_document,
 )
+from contacts.domain.erasure import ErasureConfirmation, ErasureRecord
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, Lifecycle
 from contacts.ports import Change, ContactFilter, ContactSearch, EmailTakenError
 from promesa import mongo as db
 from promesa.mongo_store import MongoStore
 from promesa.pagination import Cursor
+from promesa.storage import VersionConflictError
 
 CONTACTS = "contacts"
 CONTACT_EMAILS = "contact_emails"
+ERASURES = "erasures"
+ERASURE_CONFIRMATIONS = "erasure_confirmations"
 
 # Every query of live contacts says `live: true`, so the indexes only hold live ones.
 _LIVE = {"partialFilterExpression": {"live": True}}
@@ -64,6 +75,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # `_id` is the normalised email: its unique index is the uniqueness rule.
     CONTACT_EMAILS: [IndexModel([("contact_id", ASCENDING)], name="by_contact")],
+    # `_id` is the contact id: one record per erasure.
+    ERASURES: [
+        IndexModel([("erased_at", DESCENDING), ("_id", DESCENDING)], name="newest"),
+    ],
+    # `_id` is {contact_id, service}: each service's first confirmation is the one kept.
+    ERASURE_CONFIRMATIONS: [IndexModel([("contact_id", ASCENDING)], name="by_contact")],
 }
 
 
@@ -74,6 +91,8 @@ class MongoContactStore(MongoStore[ContactEvent]):
     def _collections(self, database: db.Database) -> None:
         self._contacts = database[CONTACTS]
         self._emails = database[CONTACT_EMAILS]
+        self._erasures = database[ERASURES]
+        self._confirmations = database[ERASURE_CONFIRMATIONS]
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -91,6 +110,9 @@ class MongoContactStore(MongoStore[ContactEvent]):
             query["updated_at"] = {"$gte": instant(f.updated_since)}
         if f.tag:
             query["tags"] = f.tag
+        if f.teams is not None:
+            # Beside a `team` filter, not over it: both must hold.
+            query["$and"] = [{"team": {"$in": list(f.teams)}}]
         if after is not None and after.at is not None:
             created_at = instant(after.at)
             query["$or"] = [
@@ -109,6 +131,8 @@ class MongoContactStore(MongoStore[ContactEvent]):
             query["emails"] = q.email
         if q.phone:
             query["phones"] = q.phone
+        if q.teams is not None:
+            query["team"] = {"$in": list(q.teams)}
         if after is not None:
             query["_id"] = {"$gt": after.id}
         return await self._find(query, [("_id", ASCENDING)], limit)
@@ -129,6 +153,32 @@ class MongoContactStore(MongoStore[ContactEvent]):
         docs = await self._contacts.find(query).sort(list(sort)).limit(limit).to_list()
         return [from_document(d) for d in docs]
 
+    async def erasure(self, contact_id: str) -> ErasureRecord | None:
+        found = await self._find_erasures({"_id": contact_id}, 1)
+        return found[0] if found else None
+
+    async def erasures(self, after: Cursor | None, limit: int) -> Sequence[ErasureRecord]:
+        query: db.Document = {}
+        if after is not None and after.at is not None:
+            erased_at = instant(after.at)
+            query["$or"] = [
+                {"erased_at": {"$lt": erased_at}},
+                {"erased_at": erased_at, "_id": {"$lt": after.id}},
+            ]
+        return await self._find_erasures(query, limit)
+
+    async def _find_erasures(self, query: db.Document, limit: int) -> Sequence[ErasureRecord]:
+        if limit <= 0:
+            return []
+        order = [("erased_at", DESCENDING), ("_id", DESCENDING)]
+        docs = await self._erasures.find(query).sort(order).limit(limit).to_list()
+        confirmations: Confirmations = {d["_id"]: [] for d in docs}
+        if docs:
+            found = self._confirmations.find({"contact_id": {"$in": list(confirmations)}})
+            for c in await found.to_list():
+                confirmations[c["contact_id"]].append(confirmation_from_document(c))
+        return [erasure_from_document(d, confirmations[d["_id"]]) for d in docs]
+
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
@@ -137,6 +187,10 @@ class MongoContactStore(MongoStore[ContactEvent]):
         async def write(session: db.Session) -> None:
             for contact, expected in change.saves:
                 await self._save(session, contact, expected)
+            if change.erasure is not None:
+                await self._save_erasure(session, change.erasure)
+            for confirmation in change.confirmations:
+                await self._confirm(session, confirmation)
 
         await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
 
@@ -157,3 +211,24 @@ class MongoContactStore(MongoStore[ContactEvent]):
                 holder_id = str(holder["contact_id"]) if holder else ""
                 if holder_id != c.id:
                     raise EmailTakenError(email, holder_id)
+
+    async def _save_erasure(self, session: db.Session, r: ErasureRecord) -> None:
+        """An upsert that only inserts, so a second record is refused without aborting the
+        transaction."""
+        inserted = await self._erasures.update_one(
+            {"_id": r.contact_id},
+            {"$setOnInsert": erasure_to_document(r)},
+            upsert=True,
+            session=session,
+        )
+        if inserted.upserted_id is None:
+            raise VersionConflictError(r.contact_id)
+
+    async def _confirm(self, session: db.Session, c: ErasureConfirmation) -> None:
+        """A service's first confirmation stays; a redelivered one finds its key taken."""
+        await self._confirmations.update_one(
+            {"_id": {"contact_id": c.contact_id, "service": c.service}},
+            {"$setOnInsert": confirmation_to_document(c)},
+            upsert=True,
+            session=session,
+        )

@@ -9,12 +9,18 @@ from datetime import datetime
 from pathlib import Path
 
 from contacts.adapters.documents import (
+    Confirmations,
+    confirmation_from_document,
+    confirmation_to_document,
     equalities,
+    erasure_from_document,
+    erasure_to_document,
     from_document,
     instant,
     query_keys,
     to_document,
 )
+from contacts.domain.erasure import ErasureRecord
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact
 from contacts.ports import Change, ContactFilter, ContactSearch, EmailTakenError
@@ -22,6 +28,7 @@ from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
+from promesa.storage import VersionConflictError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -64,6 +71,19 @@ CREATE TABLE IF NOT EXISTS contact_tags (
     PRIMARY KEY (tag, contact_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contact_tags_by_contact ON contact_tags (contact_id);
+CREATE TABLE IF NOT EXISTS erasures (
+    contact_id TEXT PRIMARY KEY,
+    requested_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    erased_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS erasures_newest ON erasures (erased_at, contact_id);
+CREATE TABLE IF NOT EXISTS erasure_confirmations (
+    contact_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    confirmed_at TEXT NOT NULL,
+    PRIMARY KEY (contact_id, service)
+) WITHOUT ROWID;
 """
 # Columns of the contacts table copied from the document as they are.
 COLUMNS = (
@@ -78,6 +98,17 @@ COLUMNS = (
     "updated_at",
     "last_purchase_at",
 )
+
+
+def _scope(teams: Sequence[str] | None, where: list[str], args: list[object]) -> None:
+    """Only contacts of the reader's teams; None is every team, and no team at all is none."""
+    if teams is None:
+        return
+    if not teams:
+        where.append("0")
+        return
+    where.append(f"c.team IN ({', '.join('?' for _ in teams)})")
+    args.extend(teams)
 
 
 class SqliteContactStore(SqliteStore):
@@ -116,6 +147,7 @@ class SqliteContactStore(SqliteStore):
         if f.tag:
             where.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tag = ?)")
             args.append(f.tag)
+        _scope(f.teams, where, args)
         if after is not None and after.at is not None:
             where.append("(c.created_at, c.id) > (?, ?)")
             args.extend([instant(after.at), after.id])
@@ -137,6 +169,7 @@ class SqliteContactStore(SqliteStore):
         if q.phone:
             where.append("c.id IN (SELECT contact_id FROM contact_phones WHERE phone = ?)")
             args.append(q.phone)
+        _scope(q.teams, where, args)
         if after is not None:
             where.append("c.id > ?")
             args.append(after.id)
@@ -153,6 +186,37 @@ class SqliteContactStore(SqliteStore):
         rows = self._conn.execute(sql, (*args, limit)).fetchall()
         return [from_document(json.loads(r[0])) for r in rows]
 
+    async def erasure(self, contact_id: str) -> ErasureRecord | None:
+        found = self._erasures("WHERE contact_id = ?", (contact_id,), 1)
+        return found[0] if found else None
+
+    async def erasures(self, after: Cursor | None, limit: int) -> Sequence[ErasureRecord]:
+        if after is not None and after.at is not None:
+            where, args = "WHERE (erased_at, contact_id) < (?, ?)", (instant(after.at), after.id)
+            return self._erasures(where, args, limit)
+        return self._erasures("", (), limit)
+
+    def _erasures(self, where: str, args: Sequence[object], limit: int) -> Sequence[ErasureRecord]:
+        columns = "contact_id, requested_by, reason, erased_at"
+        rows = self._conn.execute(
+            f"SELECT {columns} FROM erasures {where}"
+            " ORDER BY erased_at DESC, contact_id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        names = columns.split(", ")
+        docs = [dict(zip(names, row, strict=True)) for row in rows]
+        confirmations: Confirmations = {d["contact_id"]: [] for d in docs}
+        if docs:
+            marks = ", ".join("?" for _ in docs)
+            for contact_id, service, confirmed_at in self._conn.execute(
+                "SELECT contact_id, service, confirmed_at FROM erasure_confirmations"
+                f" WHERE contact_id IN ({marks})",
+                list(confirmations),
+            ):
+                doc = {"contact_id": contact_id, "service": service, "confirmed_at": confirmed_at}
+                confirmations[contact_id].append(confirmation_from_document(doc))
+        return [erasure_from_document(d, confirmations[d["contact_id"]]) for d in docs]
+
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
@@ -160,6 +224,21 @@ class SqliteContactStore(SqliteStore):
         with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
             for contact, expected in change.saves:
                 self._save(conn, contact, expected)
+            if change.erasure is not None:
+                try:
+                    conn.execute(
+                        "INSERT INTO erasures (contact_id, requested_by, reason, erased_at)"
+                        " VALUES (:contact_id, :requested_by, :reason, :erased_at)",
+                        erasure_to_document(change.erasure),
+                    )
+                except sqlite3.IntegrityError:
+                    raise VersionConflictError(change.erasure.contact_id) from None
+            # A service's first confirmation stays; a redelivered one is ignored.
+            conn.executemany(
+                "INSERT OR IGNORE INTO erasure_confirmations (contact_id, service, confirmed_at)"
+                " VALUES (:contact_id, :service, :confirmed_at)",
+                [confirmation_to_document(c) for c in change.confirmations],
+            )
 
     def _save(self, conn: sqlite3.Connection, c: Contact, expected: int) -> None:
         """The contact's row (the emails have a table of their own, whose primary key is the

@@ -36,12 +36,17 @@ def record_touch(
         version=contact.version + 1,
         updated_at=now,
     )
-    events: list[ContactEvent] = []
-    if status is Lifecycle.ACTIVE and contact.status is not Lifecycle.ACTIVE:
-        events.append(ContactBecameActive(updated, now))
-    elif status is Lifecycle.INACTIVE and contact.status is Lifecycle.ACTIVE:
-        events.append(ContactBecameInactive(updated, now))
-    return updated, events
+    return updated, transitions(contact, updated, now)
+
+
+def transitions(before: Contact, after: Contact, now: datetime) -> list[ContactEvent]:
+    """What other services hear when a contact's status changes, whatever changed it (a
+    touch, a merge that brings a duplicate's purchase to the survivor)."""
+    if after.status is Lifecycle.ACTIVE and before.status is not Lifecycle.ACTIVE:
+        return [ContactBecameActive(after, now)]
+    if after.status is Lifecycle.INACTIVE and before.status is Lifecycle.ACTIVE:
+        return [ContactBecameInactive(after, now)]
+    return []
 
 
 def lapse(contact: Contact, now: datetime, window: timedelta) -> tuple[Contact, list[ContactEvent]]:

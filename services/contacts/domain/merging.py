@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from contacts.domain.model import Contact, ContactDetails, PostalAddress
+from contacts.domain.model import Contact, ContactDetails, Lifecycle, PostalAddress
 
 
 def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
@@ -39,7 +39,10 @@ def latest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def erased(contact: Contact, now: datetime, actor: str) -> Contact:
-    """Personal data gone, the tombstone kept: ids, ownership, status and dates remain."""
+    """Personal data gone, the tombstone kept: ids, ownership and the record's own dates
+    remain. When the person last bought or was in touch goes too (it is about them), which
+    also makes the tombstone the same whether a touch arrived before the erasure or after
+    it (a touch for an erased or merged-away contact changes nothing)."""
     d = contact.details
     kept = ContactDetails(
         kind=d.kind,
@@ -51,6 +54,9 @@ def erased(contact: Contact, now: datetime, actor: str) -> Contact:
     return replace(
         contact,
         details=kept,
+        status=Lifecycle.NEVER_PURCHASED,
+        last_purchase_at=None,
+        last_interaction_at=None,
         erased_at=now,
         updated_at=now,
         updated_by=actor,

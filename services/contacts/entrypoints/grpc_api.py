@@ -8,6 +8,7 @@ from __future__ import annotations
 from contacts.entrypoints.proto_mapping import (
     contact_from_proto,
     contact_to_proto,
+    erasure_to_proto,
     filter_from_request,
 )
 from contacts.usecases import ContactCommands, ContactQueries
@@ -91,3 +92,14 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
     ) -> contacts_pb.EraseContactResponse:
         erased_at = await self._commands.erase(request.id, request.reason, current_identity())
         return contacts_pb.EraseContactResponse(erased_at=to_timestamp(erased_at))
+
+    async def ListErasures(
+        self, request: contacts_pb.ListErasuresRequest, context: Context
+    ) -> contacts_pb.ListErasuresResponse:
+        page = await self._queries.erasures(
+            request.page_size, request.page_token, current_identity()
+        )
+        return contacts_pb.ListErasuresResponse(
+            erasures=[erasure_to_proto(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )

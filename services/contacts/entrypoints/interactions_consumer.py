@@ -1,4 +1,11 @@
-"""Keeps last touch and last purchase current from `crm.interactions.recorded` events."""
+"""Contacts' consumer of the interactions stream: a recorded interaction keeps last touch and
+last purchase current (`crm.interactions.recorded.>`); the interactions service's
+confirmation that it erased a contact goes to the erasure record
+(`crm.interactions.contact_erasure_confirmed.>`).
+
+One durable per stream consumed (`contacts-interactions`), as the NATS permissions allow.
+The confirming service is the domain of the subject, not a name in the payload: each
+service may publish only its own subjects, so the subject is the proof."""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "contacts-interactions"
-SUBJECTS = INTERACTIONS.subjects("recorded")
+SUBJECTS = INTERACTIONS.subjects("recorded", "contact_erasure_confirmed")
 PURCHASE = interaction_pb2.InteractionType.Value("INTERACTION_TYPE_PURCHASE")
 
 
@@ -22,16 +29,27 @@ class InteractionsHandler:
         self._reactions = reactions
 
     async def __call__(self, event: IncomingEvent) -> None:
+        inbox = InboxKey(CONSUMER, event.event_id)
         match INTERACTIONS.decode(event):
             case interactions_events.InteractionRecorded() as recorded:
                 occurred_at = read_timestamp(recorded, "occurred_at")
                 require(contact_id=recorded.contact_id, occurred_at=occurred_at)
                 assert occurred_at is not None  # required just above
                 await self._reactions.interaction_recorded(
-                    InboxKey(CONSUMER, event.event_id),
+                    inbox,
                     contact_id=recorded.contact_id,
                     occurred_at=occurred_at,
                     is_purchase=recorded.type == PURCHASE,
+                )
+            case interactions_events.ContactErasureConfirmed() as confirmed:
+                confirmed_at = read_timestamp(confirmed, "occurred_at")
+                require(contact_id=confirmed.contact_id, occurred_at=confirmed_at)
+                assert confirmed_at is not None  # required just above
+                await self._reactions.contact_erasure_confirmed(
+                    inbox,
+                    contact_id=confirmed.contact_id,
+                    service=INTERACTIONS.domain,
+                    confirmed_at=confirmed_at,
                 )
             case _:
                 raise UndecodableEventError(f"contacts does not consume {event.subject!r}")

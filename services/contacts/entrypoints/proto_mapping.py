@@ -4,6 +4,7 @@ are validation.py's."""
 
 from __future__ import annotations
 
+from contacts.domain.erasure import ErasureRecord
 from contacts.domain.model import (
     Channel,
     Contact,
@@ -142,3 +143,18 @@ def filter_from_request(r: contacts_pb.ListContactsRequest) -> ContactFilter:
     )
     v.raise_if_any()
     return f
+
+
+def erasure_to_proto(r: ErasureRecord) -> contacts_pb.ErasureRecord:
+    return contacts_pb.ErasureRecord(
+        contact_id=r.contact_id,
+        requested_by=r.requested_by,
+        reason=r.reason,
+        erased_at=to_timestamp(r.erased_at),
+        confirmations=[
+            contacts_pb.ErasureConfirmation(
+                service=c.service, confirmed_at=to_timestamp(c.confirmed_at)
+            )
+            for c in r.confirmations
+        ],
+    )

@@ -1,5 +1,6 @@
 """Commands from callers: create, update, merge and erase contacts. Each one checks the rules
-of validation.py, decides with the domain, and commits once through `Writes`."""
+of validation.py and of authorization.py, decides with the domain, and commits once through
+`Writes`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from functools import partial
 
 import structlog
 
+from contacts import authorization
 from contacts.domain import lifecycle, merging
+from contacts.domain.erasure import ErasureRecord
 from contacts.domain.events import (
     ContactCreated,
     ContactErased,
@@ -19,7 +22,7 @@ from contacts.domain.events import (
 )
 from contacts.domain.model import EDITABLE_FIELDS, Contact, ContactDetails, ContactDraft
 from contacts.ports import Change, ContactStore, EmailTakenError
-from contacts.usecases.queries import existing
+from contacts.usecases.queries import existing, readable
 from contacts.validation import (
     check_etag,
     check_links,
@@ -29,7 +32,7 @@ from contacts.validation import (
     details_to_create,
     details_to_update,
 )
-from promesa.auth import Identity, Role
+from promesa.auth import Identity
 from promesa.clock import Clock
 from promesa.errors import (
     AlreadyExistsError,
@@ -71,7 +74,8 @@ class ContactCommands:
 
     async def create(self, draft: ContactDraft, request_id: str, who: Identity) -> Contact:
         """A new contact, once per request id: a retry gets the first one back, whatever has
-        changed since (a linked organisation erased, an email taken)."""
+        changed since (a linked organisation erased, an email taken), if the caller may
+        read it. It lands in the team named, or in the caller's own."""
         request = CreateRequest(request_id, "create", fingerprint(asdict(draft)))
 
         async def create() -> Contact:
@@ -80,6 +84,7 @@ class ContactCommands:
             details = details_to_create(draft, v, self._region)
             await self._check_links(details, v, own_id="")
             v.raise_if_any()
+            details = replace(details, team=authorization.create_contact(who, details.team))
             await self._refuse_taken_emails(details.emails, own_id="")
             now = self._clock.now()
             contact = Contact(
@@ -103,7 +108,8 @@ class ContactCommands:
             log.info("contact_created", contact_id=contact.id)
             return contact
 
-        return await create_once(request, self._store, load=self._existing, create=create)
+        load = partial(readable, self._store, who=who)
+        return await create_once(request, self._store, load=load, create=create)
 
     async def update(
         self,
@@ -121,11 +127,13 @@ class ContactCommands:
         masked = check_mask(paths, v)
         v.raise_if_any()
         current = await self._existing(contact_id)
+        authorization.update_contact(who, current, current.details.team)
         if not current.is_live:
             raise FailedPreconditionError(f"contact {contact_id!r} was {_gone(current)}")
         wanted = details_to_update(current.details, sent, masked, v, self._region)
         await self._check_links(wanted, v, own_id=contact_id)
         v.raise_if_any()
+        authorization.update_contact(who, current, wanted.team)
         changed = _changed(current.details, wanted)
         if etag and etag != current.etag:
             if not changed:
@@ -175,13 +183,15 @@ class ContactCommands:
                 resource_id=survivor,
             )
 
-        return await create_once(request, self._store, load=self._existing, create=merge)
+        load = partial(readable, self._store, who=who)
+        return await create_once(request, self._store, load=load, create=merge)
 
     async def _merge(
         self, survivor_id: str, duplicate_id: str, request: CreateRequest, who: Identity
     ) -> Contact:
         survivor = await self._existing(survivor_id)
         duplicate = await self._existing(duplicate_id)
+        authorization.merge_contacts(who, survivor, duplicate)
         if duplicate.merged_into_id == survivor_id:
             return survivor  # already merged: a retry
         for c in (survivor, duplicate):
@@ -212,6 +222,8 @@ class ContactCommands:
                 ContactUpdated(
                     merged_survivor, _changed(survivor.details, details), who.subject, now
                 ),
+                # The duplicate's purchase may make the survivor active: said as a touch would.
+                *lifecycle.transitions(survivor, merged_survivor, now),
             ],
             idempotency=request.key(survivor_id),
         )
@@ -220,27 +232,37 @@ class ContactCommands:
         return merged_survivor
 
     async def erase(self, contact_id: str, reason: str, who: Identity) -> datetime:
-        """The right to be forgotten; repeating it is harmless and returns the first erasure."""
-        who.require(Role.SUPERVISOR, Role.SERVICE)
+        """The right to be forgotten; repeating it is harmless and returns the first erasure.
+
+        The tombstone, the erasure record (who, when, why) and ContactErased commit together;
+        then the store is scrubbed, so that no copy of the erased data lingers in its files
+        once the caller has the answer (a retry scrubs again, in case the first one died in
+        between)."""
+        authorization.erase_contact(who)
         v = Violations()
         contact_id = v.identifier("id", contact_id)
-        check_reason(reason, v)
+        reason = check_reason(reason, v)
         v.raise_if_any()
 
         async def erase() -> datetime:
             contact = await self._existing(contact_id)
+            authorization.erase_contact(who, contact)
             if contact.erased_at is not None:
                 return contact.erased_at
             now = self._clock.now()
             change = Change(
                 saves=[(merging.erased(contact, now, who.subject), contact.version)],
                 events=[ContactErased(contact_id, who.subject, now)],
+                erasure=ErasureRecord(contact_id, who.subject, reason, now),
             )
             await self._writes.commit(change)
             log.info("contact_erased", contact_id=contact_id)
             return now
 
-        return await retry_on_conflict(erase, resource="contact", resource_id=contact_id)
+        erased_at = await retry_on_conflict(erase, resource="contact", resource_id=contact_id)
+        await self._store.forget_dead_letters(contact_id)
+        await self._store.scrub()
+        return erased_at
 
     async def _check_links(self, d: ContactDetails, v: Violations, *, own_id: str) -> None:
         organisation = await self._store.get(d.organisation_id) if d.organisation_id else None

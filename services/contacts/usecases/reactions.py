@@ -1,5 +1,6 @@
 """Reactions to events and to time: a recorded interaction moves a contact's last touch (and
-last purchase) forward; the sweep turns contacts inactive when their active window has passed."""
+last purchase) forward; a service's confirmation that it erased a contact is added to the
+erasure record; the sweep turns contacts inactive when their active window has passed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from contacts.domain import lifecycle
+from contacts.domain.erasure import ErasureConfirmation
 from contacts.domain.model import Contact
 from contacts.ports import Change, ContactStore
 from promesa.clock import Clock
@@ -39,7 +41,9 @@ class ContactReactions:
         self, inbox: InboxKey, *, contact_id: str, occurred_at: datetime, is_purchase: bool
     ) -> bool:
         """The touch counts for the contact, or for the survivor it was merged into; an erased
-        or unknown contact keeps nothing (the event is only marked handled). False when this
+        or unknown contact keeps nothing (the event is only marked handled). The result does
+        not depend on whether the touch arrives before or after the merge or the erasure: a
+        merge takes the later dates of the two, and an erasure forgets them. False when this
         event was applied before."""
 
         async def attempt() -> bool:
@@ -53,6 +57,18 @@ class ContactReactions:
             return await self._writes.react(change)
 
         return await retry_on_conflict(attempt, resource="contact", resource_id=contact_id)
+
+    async def contact_erasure_confirmed(
+        self, inbox: InboxKey, *, contact_id: str, service: str, confirmed_at: datetime
+    ) -> bool:
+        """`service` erased what it held of the contact: the erasure record says so. Each
+        service's first confirmation is kept, in whatever order they come; nothing is read
+        first, so there is nothing to race. False when this event was applied before."""
+        confirmation = ErasureConfirmation(contact_id, service, confirmed_at)
+        applied = await self._writes.react(Change(confirmations=[confirmation], handled=inbox))
+        if applied:
+            log.info("contact_erasure_confirmed", contact_id=contact_id, service=service)
+        return applied
 
     async def sweep_inactive(self, batch: int = SWEEP_BATCH) -> int:
         """Turns contacts inactive when their active window has passed: exactly once each."""

@@ -1,12 +1,12 @@
-"""Promises, reminder deliveries (customer notices among them) and contact preferences as plain
-JSON-ready documents, shared by the SQLite and MongoDB adapters."""
+"""Promises, reminder deliveries (customer notices among them), contact preferences and contact
+fates as plain JSON-ready documents, shared by the SQLite and MongoDB adapters."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from followup.domain.contacts import ContactPreferences, QuietHours
+from followup.domain.contacts import ContactFate, ContactPreferences, QuietHours
 from followup.domain.model import (
     Action,
     Channel,
@@ -204,6 +204,7 @@ def profile_doc(c: ContactPreferences) -> Document:
         if c.quiet_hours
         else None,
         "discreet": c.discreet,
+        "changed_at": _ts(c.changed_at),
     }
 
 
@@ -218,4 +219,27 @@ def profile_from(d: Document) -> ContactPreferences:
         consents=tuple((Channel(ch), bool(g)) for ch, g in d["consents"]),
         quiet_hours=QuietHours(quiet[0], quiet[1]) if quiet else None,
         discreet=d["discreet"],
+        changed_at=_dt(d.get("changed_at")),  # absent before profiles were ordered
+    )
+
+
+def fate_doc(f: ContactFate) -> Document:
+    return {
+        "contact_id": f.contact_id,
+        "merged_into_id": f.merged_into_id,
+        "erased_at": _ts(f.erased_at),
+        "erasure_confirmed_at": _ts(f.erasure_confirmed_at),
+        "active_at": _ts(f.active_at),
+        "inactive_at": _ts(f.inactive_at),
+    }
+
+
+def fate_from(d: Document) -> ContactFate:
+    return ContactFate(
+        contact_id=d["contact_id"],
+        merged_into_id=d["merged_into_id"],
+        erased_at=_dt(d["erased_at"]),
+        erasure_confirmed_at=_dt(d["erasure_confirmed_at"]),
+        active_at=_dt(d["active_at"]),
+        inactive_at=_dt(d["inactive_at"]),
     )

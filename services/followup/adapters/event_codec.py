@@ -1,10 +1,11 @@
-"""Domain events of follow-up → protobuf payloads on `crm.followup.*` (no promise text, except
-in the reminder itself, which goes only to the recipient's own subject; a customer notice is
-announced by ids, channel and template only)."""
+"""Domain events of follow-up → protobuf payloads on `crm.followup.<event>.<contact_id>` (no
+promise text, except in the reminder itself, which goes only to the recipient's own subjects,
+`crm.followup.reminders.<recipient>.<contact_id>`; a customer notice is announced by ids,
+channel and template only). Every subject ends with the contact, so an erasure purges the
+contact's reminders with its events (`FOLLOWUP.about(contact_id)`)."""
 
 from __future__ import annotations
 
-import re
 from typing import assert_never
 
 from google.protobuf.message import Message
@@ -13,6 +14,7 @@ from crm.followup.v1 import events_pb2 as events_pb
 from crm.followup.v1 import reminder_pb2
 from followup.domain.events import (
     POLICY_ACTOR,
+    ContactErasureConfirmed,
     CustomerNoticeSent,
     PromiseCancelled,
     PromiseEscalated,
@@ -36,21 +38,27 @@ from followup.entrypoints.proto_mapping import (
     REMINDER_KIND,
 )
 from promesa.codec import outgoing
-from promesa.event_catalog import FOLLOWUP
+from promesa.event_catalog import FOLLOWUP, subject_token
 from promesa.events import OutgoingEvent
 from promesa.ids import derived_id
 from promesa.protos import to_timestamp
 
 SOURCE = "promesa/followup"
 REMINDERS_PREFIX = "crm.followup.reminders"
-_NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def reminder_subject(recipient_id: str) -> str:
-    """`crm.followup.reminders.<recipient>`: one subject per user, so a front-office app (and
-    StreamReminders) listens to exactly its user's reminders. Characters NATS gives a meaning
-    to (dots, wildcards, spaces) become `_`; the payload carries the exact id."""
-    return f"{REMINDERS_PREFIX}.{_NOT_A_TOKEN.sub('_', recipient_id) or '_'}"
+def reminder_subject(recipient_id: str, contact_id: str) -> str:
+    """`crm.followup.reminders.<recipient>.<contact_id>`: the recipient first, so a front-office
+    app (and StreamReminders) listens to exactly its user's reminders (`reminders_of`); the
+    contact last, like every subject, so an erasure purges the reminders about the contact.
+    Characters NATS gives a meaning to (dots, wildcards, spaces) become `_`; the payload
+    carries the exact ids."""
+    return f"{REMINDERS_PREFIX}.{subject_token(recipient_id)}.{subject_token(contact_id)}"
+
+
+def reminders_of(recipient_id: str) -> str:
+    """The subject filter of every reminder to one user, about any contact."""
+    return f"{REMINDERS_PREFIX}.{subject_token(recipient_id)}.>"
 
 
 def reminder_message(r: ReminderDelivery, p: Promise, discreet: bool) -> reminder_pb2.Reminder:
@@ -187,11 +195,17 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 actor=POLICY_ACTOR,
                 occurred_at=to_timestamp(at),
             )
+        case ContactErasureConfirmed(contact_id, at):
+            about, contact = contact_id, contact_id
+            event_id = derived_id("contact_erasure_confirmed", contact_id)
+            message = events_pb.ContactErasureConfirmed(
+                contact_id=contact_id, service="followup", occurred_at=to_timestamp(at)
+            )
         case ReminderDue(r, p, discreet, at):
             # The same reminder id always gives the same event id: JetStream drops a repeat.
             return outgoing(
                 reminder_message(r, p, discreet),
-                subject=reminder_subject(r.recipient_id),
+                subject=reminder_subject(r.recipient_id, p.contact_id),
                 source=SOURCE,
                 about=p.id,
                 at=at,

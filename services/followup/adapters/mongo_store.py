@@ -1,4 +1,5 @@
-"""The production store: MongoDB through PyMongo's async API, promises, reminders and profiles.
+"""The production store: MongoDB through PyMongo's async API, promises, reminders, profiles and
+contact fates.
 
 A promise is its shared document (`documents.promise_doc`) under `_id` = promise id: its
 times are fixed-width UTC text, so they sort and compare as instants. A reminder keeps its
@@ -11,6 +12,12 @@ time with `find_one_and_update` on `{_id, next_attempt_at <= now}`: the filter a
 are one atomic step on the server, so of two replicas racing for a reminder exactly one
 matches. A replica that dies leaves reminders that fall due again when the lease ends, and one
 that comes back late cannot complete what another took over: completing matches the token.
+
+A contact's fate is a document under `_id` = contact id. A change that puts something on a
+contact (`Change.live_contact`) writes to that contact's fate document in its transaction, and
+reads it there: a concurrent erasure or merge writes the same document, so one of the two
+transactions conflicts and runs again, and a promise can never slip onto a contact erased
+between the read of its fate and the commit (snapshot reads alone would let it).
 
 Writes run in one multi-document transaction, which needs a replica set (see `promesa.mongo`).
 """
@@ -26,11 +33,11 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from followup.adapters import documents
 from followup.adapters.documents import iso
-from followup.domain.contacts import ContactPreferences
+from followup.domain.contacts import ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Promise, PromiseKind, Status
 from followup.domain.reminders import Outcome, ReminderDelivery
-from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
+from followup.ports import Change, Claim, ContactGoneError, LeaseLostError, PromiseFilter
 from promesa import mongo as db
 from promesa.ids import new_id
 from promesa.mongo_store import MongoStore
@@ -39,6 +46,7 @@ from promesa.pagination import Cursor
 PROMISES = "promises"
 REMINDERS = "reminders"
 CONTACT_PROFILES = "contact_profiles"
+CONTACT_FATES = "contact_fates"
 
 # Rounds of claiming in one call when other replicas took some of the candidates first.
 _CLAIM_ROUNDS = 3
@@ -86,6 +94,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # `_id` is the contact id.
     CONTACT_PROFILES: [],
+    # `_id` is the contact id; the contacts merged into one are found by their survivor.
+    CONTACT_FATES: [
+        IndexModel(
+            [("merged_into_id", ASCENDING)],
+            name="contact_fates_by_survivor",
+            partialFilterExpression={"merged_into_id": {"$gt": ""}},
+        )
+    ],
 }
 
 
@@ -117,6 +133,7 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         self._promises = database[PROMISES]
         self._reminders = database[REMINDERS]
         self._profiles = database[CONTACT_PROFILES]
+        self._fates = database[CONTACT_FATES]
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -208,6 +225,18 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         doc = await self._profiles.find_one({"_id": contact_id})
         return documents.profile_from(doc) if doc else None
 
+    async def fate(self, contact_id: str) -> ContactFate | None:
+        doc = await self._fates.find_one({"_id": contact_id})
+        return documents.fate_from(doc) if doc else None
+
+    async def duplicates_of(self, contact_id: str) -> Sequence[str]:
+        rows = (
+            await self._fates.find({"merged_into_id": contact_id}, {"_id": 1})
+            .sort("_id", ASCENDING)
+            .to_list()
+        )
+        return [str(r["_id"]) for r in rows]
+
     async def deliveries(
         self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
     ) -> Sequence[ReminderDelivery]:
@@ -284,6 +313,17 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         events = [self._encode(e) for e in change.events]
 
         async def write(session: db.Session) -> None:
+            if change.live_contact:
+                await self._require_live(session, change.live_contact)
+            for fate in change.fates:
+                stored = await self._fates.find_one({"_id": fate.contact_id}, session=session)
+                combined = documents.fate_from(stored).combined(fate) if stored else fate
+                await self._fates.update_one(
+                    {"_id": fate.contact_id},
+                    {"$set": documents.fate_doc(combined)},
+                    upsert=True,
+                    session=session,
+                )
             for claim in change.completed:
                 await self._complete(session, claim)
             for promise, expected in change.saves:
@@ -297,6 +337,9 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
                 await self._insert(session, planned)
             await self._insert(session, change.added)
             for profile in change.profiles:
+                stored = await self._profiles.find_one({"_id": profile.contact_id}, session=session)
+                if stored is not None and not profile.supersedes(documents.profile_from(stored)):
+                    continue  # an older change heard late
                 await self._profiles.replace_one(
                     {"_id": profile.contact_id},
                     documents.profile_doc(profile),
@@ -309,6 +352,23 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
                 )
 
         await self._write(events, write, handled=change.handled, idempotency=change.idempotency)
+
+    async def _require_live(self, session: db.Session, contact_id: str) -> None:
+        """Writes to the contact's fate document (a live one is created), so that an erasure
+        or merge committed by another transaction meanwhile conflicts with this one, then
+        refuses a contact that is gone."""
+        doc = await self._fates.find_one_and_update(
+            {"_id": contact_id},
+            {
+                "$setOnInsert": documents.fate_doc(ContactFate(contact_id)),
+                "$inc": {"guarded_writes": 1},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if doc is not None and not documents.fate_from(doc).is_live:
+            raise ContactGoneError(contact_id)
 
     async def _complete(self, session: db.Session, claim: Claim) -> None:
         r = claim.delivery

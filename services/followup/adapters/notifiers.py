@@ -1,9 +1,13 @@
 """Notifiers that take an owner-facing reminder out of the service: a signed webhook and email.
 
-The webhook body is the Reminder message as JSON; `X-Promesa-Signature: sha256=<hex>` is the
-HMAC-SHA256 of the exact body with the shared secret, and `Idempotency-Key` is the reminder id,
-so a receiver drops the copy a taken-over lease may send again. The standard library's HTTP
-client runs in a thread: one POST per reminder does not justify a dependency.
+The webhook body is the Reminder message as JSON. Each POST carries `X-Promesa-Timestamp`, the
+Unix time in seconds at which it was signed, and `X-Promesa-Signature: sha256=<hex>`, the
+HMAC-SHA256 with the shared key (CRM_WEBHOOK_SIGNING_KEY) of `<timestamp>.<body>`: the exact
+bytes. Signing the time lets a receiver refuse a captured request replayed later
+(`verify_webhook`, the recipe receivers follow); `Idempotency-Key` repeats the reminder id
+(the `id` in the signed body), so a receiver drops the copy a retry or a taken-over lease
+sends again within the tolerance. The standard library's HTTP client runs in a thread: one POST per
+reminder does not justify a dependency.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hashlib
 import hmac
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -22,13 +28,64 @@ from followup.adapters.event_codec import reminder_message
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery, ReminderKind
 from followup.settings import SmtpSettings, WebhookSettings
+from promesa.clock import Clock, SystemClock
 
 SIGNATURE_HEADER = "X-Promesa-Signature"
+TIMESTAMP_HEADER = "X-Promesa-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+SCHEME = "sha256="
+# How far a receiver lets the signing time be from its own clock, either way: room for the
+# POST's timeout and for clocks a little apart, short enough that a replay soon goes stale.
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+_MAX_TIMESTAMP_DIGITS = 12  # Unix seconds until the year 33658: longer is not a timestamp
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(key: str | bytes, timestamp: int | str, body: bytes) -> str:
+    """`sha256=<hex>`: HMAC-SHA256 with the shared key of `<timestamp>.<body>`."""
+    secret = key.encode() if isinstance(key, str) else key
+    content = f"{timestamp}.".encode() + body
+    return SCHEME + hmac.new(secret, content, hashlib.sha256).hexdigest()
+
+
+class WebhookSignatureError(Exception):
+    """The request is not a genuine, fresh reminder from Promesa: answer it 4xx, act on
+    nothing in it."""
+
+
+def verify_webhook(
+    body: bytes,
+    headers: Mapping[str, str],
+    key: str | bytes,
+    now: datetime | None = None,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
+) -> datetime:
+    """The receiver's recipe, as a function: the time the request was signed, or
+    WebhookSignatureError when a header is missing, the signature does not match `body` as
+    received (the raw bytes, before any JSON parsing) with `key`, or the signing time is
+    more than `tolerance` away from `now` (a replay; default the system clock). Header names
+    are matched ignoring case. The signature header may list several `sha256=` values
+    separated by spaces or commas (one per key while a key is rotated): one match is enough.
+    Then act once per reminder: a request whose reminder `id` (in the signed body; the
+    `Idempotency-Key` header repeats it, unsigned) was handled already is a retry, or a replay
+    within the tolerance: answer it 2xx and do nothing more."""
+    found = {name.lower(): value for name, value in headers.items()}
+    stamp = found.get(TIMESTAMP_HEADER.lower(), "").strip()
+    signatures = found.get(SIGNATURE_HEADER.lower(), "").replace(",", " ").split()
+    if not stamp:
+        raise WebhookSignatureError(f"no {TIMESTAMP_HEADER} header")
+    if not signatures:
+        raise WebhookSignatureError(f"no {SIGNATURE_HEADER} header")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= _MAX_TIMESTAMP_DIGITS):
+        raise WebhookSignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds")
+    expected = sign(key, stamp, body)
+    if not any(hmac.compare_digest(expected, s) for s in signatures if s.startswith(SCHEME)):
+        raise WebhookSignatureError("the signature does not match the body and timestamp")
+    now = now or datetime.now(UTC)
+    if abs(now.timestamp() - int(stamp)) > tolerance.total_seconds():
+        raise WebhookSignatureError(
+            f"signed at {stamp}, outside the tolerance of {tolerance} around now: a replay?"
+        )
+    return datetime.fromtimestamp(int(stamp), UTC)
 
 
 class WebhookDeliveryError(Exception):
@@ -38,21 +95,31 @@ class WebhookDeliveryError(Exception):
 class WebhookNotifier:
     name = "webhook"
 
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: WebhookSettings, clock: Clock | None = None) -> None:
+        """`clock` stamps the signatures: the wall clock, which receivers compare with theirs
+        (a service running on a test clock still signs with the real time)."""
         self._s = settings
+        self._clock = clock or SystemClock()
+
+    def headers(self, delivery_id: str, body: bytes) -> dict[str, str]:
+        """Signed now: each attempt anew, so a retry after a back-off is as fresh as the
+        first try."""
+        timestamp = int(self._clock.now().timestamp())
+        return {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._s.secret, timestamp, body),
+            IDEMPOTENCY_HEADER: delivery_id,
+        }
 
     async def send(self, delivery: ReminderDelivery, promise: Promise, discreet: bool) -> None:
         message = reminder_message(delivery, promise, discreet)
         body = json_format.MessageToJson(message, indent=None).encode()
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._s.secret, body),
-            IDEMPOTENCY_HEADER: delivery.id,
-        }
         error = ""
         for attempt in range(self._s.attempts):
             if attempt:
                 await asyncio.sleep(self._s.backoff_seconds * 2 ** (attempt - 1))
+            headers = self.headers(delivery.id, body)
             try:
                 status = await asyncio.to_thread(self._post, body, headers)
             except (urllib.error.URLError, OSError) as exc:

@@ -1,4 +1,4 @@
-"""A user's reminders as they are published on their NATS subject, for StreamReminders.
+"""A user's reminders as they are published on their NATS subjects, for StreamReminders.
 
 An ordered push consumer that starts at new messages: whichever replica sends a reminder, every
 replica serving a stream for that user sees it.
@@ -12,12 +12,12 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from crm.followup.v1 import reminder_pb2
-from followup.adapters.event_codec import reminder_subject
+from followup.adapters.event_codec import reminders_of
 from promesa.bus import FOLLOWUP_STREAM, EventBus
 
 
 class NatsReminderSubscription:
-    """An ordered push consumer on one user's subject, listening from the moment it exists;
+    """An ordered push consumer on one user's subjects, listening from the moment it exists;
     iterate for reminders, close when done (a `ports.ReminderSubscription`)."""
 
     def __init__(self, sub: JetStreamContext.PushSubscription, user_id: str) -> None:
@@ -42,7 +42,7 @@ class NatsReminderFeed:
 
     async def subscribe(self, user_id: str) -> NatsReminderSubscription:
         sub = await self._bus.js.subscribe(
-            reminder_subject(user_id),
+            reminders_of(user_id),
             stream=FOLLOWUP_STREAM.name,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,

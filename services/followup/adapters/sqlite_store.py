@@ -17,11 +17,11 @@ from pathlib import Path
 
 from followup.adapters import documents
 from followup.adapters.documents import iso
-from followup.domain.contacts import ContactPreferences
+from followup.domain.contacts import ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Promise, PromiseKind, Status
 from followup.domain.reminders import Outcome, ReminderDelivery
-from followup.ports import Change, Claim, LeaseLostError, PromiseFilter
+from followup.ports import Change, Claim, ContactGoneError, LeaseLostError, PromiseFilter
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.ids import new_id
@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS contact_profiles (
     contact_id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contact_fates (
+    contact_id TEXT PRIMARY KEY,
+    merged_into_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contact_fates_by_survivor ON contact_fates (merged_into_id)
+    WHERE merged_into_id != '';
 """
 
 
@@ -141,10 +148,31 @@ class SqlitePromiseStore(SqliteStore):
         )
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:
-        row = self._conn.execute(
+        return self._profile(self._conn, contact_id)
+
+    @staticmethod
+    def _profile(conn: sqlite3.Connection, contact_id: str) -> ContactPreferences | None:
+        row = conn.execute(
             "SELECT doc FROM contact_profiles WHERE contact_id = ?", (contact_id,)
         ).fetchone()
         return documents.profile_from(json.loads(row[0])) if row else None
+
+    async def fate(self, contact_id: str) -> ContactFate | None:
+        return self._fate(self._conn, contact_id)
+
+    async def duplicates_of(self, contact_id: str) -> Sequence[str]:
+        rows = self._conn.execute(
+            "SELECT contact_id FROM contact_fates WHERE merged_into_id = ? ORDER BY contact_id",
+            (contact_id,),
+        )
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def _fate(conn: sqlite3.Connection, contact_id: str) -> ContactFate | None:
+        row = conn.execute(
+            "SELECT doc FROM contact_fates WHERE contact_id = ?", (contact_id,)
+        ).fetchone()
+        return documents.fate_from(json.loads(row[0])) if row else None
 
     async def deliveries(
         self, promise_id: str, owner_id: str, before: Cursor | None, limit: int
@@ -192,6 +220,23 @@ class SqlitePromiseStore(SqliteStore):
     async def commit(self, change: Change) -> None:
         events = [self._encode(e) for e in change.events]
         with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
+            if change.live_contact:
+                # Inside the write transaction (BEGIN IMMEDIATE): no fate changes meanwhile.
+                known = self._fate(conn, change.live_contact)
+                if known is not None and not known.is_live:
+                    raise ContactGoneError(change.live_contact)
+            for fate in change.fates:
+                stored = self._fate(conn, fate.contact_id)
+                combined = stored.combined(fate) if stored else fate
+                conn.execute(
+                    "INSERT OR REPLACE INTO contact_fates (contact_id, merged_into_id, doc)"
+                    " VALUES (?, ?, ?)",
+                    (
+                        combined.contact_id,
+                        combined.merged_into_id,
+                        json.dumps(documents.fate_doc(combined)),
+                    ),
+                )
             for claim in change.completed:
                 self._complete(conn, claim)
             for promise, expected in change.saves:
@@ -204,6 +249,9 @@ class SqlitePromiseStore(SqliteStore):
                 self._insert(conn, planned)
             self._insert(conn, change.added)
             for profile in change.profiles:
+                kept = self._profile(conn, profile.contact_id)
+                if kept is not None and not profile.supersedes(kept):
+                    continue  # an older change heard late
                 conn.execute(
                     "INSERT OR REPLACE INTO contact_profiles (contact_id, doc) VALUES (?, ?)",
                     (profile.contact_id, json.dumps(documents.profile_doc(profile))),

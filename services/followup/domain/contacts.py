@@ -1,6 +1,7 @@
-"""The local read model of a contact's preferences, and the rules for reaching a customer.
+"""What the service knows of contacts: their fate, the local read model of their preferences,
+and the rules for reaching a customer.
 
-The read model is kept from the contacts stream (ids and preferences, no personal data); the
+Both are kept from the contacts stream (ids, instants and preferences, no personal data); the
 address and name a notice needs are asked of the contacts service when it is sent
 (`ContactCard`). Which channel, and when, is decided here; what a notice says is in
 `domain/notices.py`.
@@ -9,11 +10,55 @@ address and name a notice needs are asked of the contacts service when it is sen
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from followup.domain.model import Channel
+
+
+@dataclass(frozen=True)
+class ContactFate:
+    """What became of a contact the service has heard of: erased, merged into whom, when it
+    last lapsed and bought again. Kept after an erasure (that is its point), so that an event
+    about the contact that arrives late is judged by it: nothing is made for an erased
+    contact, what is made for a merged-away one lands on the survivor, and a lapse or a
+    purchase older than the latest one of the other kind is stale."""
+
+    contact_id: str
+    merged_into_id: str = ""
+    erased_at: datetime | None = None
+    # The erasure reached the database and the stream, and was announced: a redelivered
+    # ContactErased must not purge again (the announcement is on a subject of the contact).
+    erasure_confirmed_at: datetime | None = None
+    active_at: datetime | None = None  # the latest purchase that made the contact active
+    inactive_at: datetime | None = None  # the latest time the contact became inactive
+
+    @property
+    def is_live(self) -> bool:
+        """Neither erased nor merged away: something may still be made for this contact."""
+        return not self.merged_into_id and self.erased_at is None
+
+    def combined(self, later: ContactFate) -> ContactFate:
+        """What is known from both, whichever was learned first: an erasure and its
+        confirmation are final (the earliest instant is kept), a merge names its survivor,
+        activity keeps the latest instant of each kind. Stores merge every write of a fate
+        this way, so two reactions writing one contact's fate never undo each other."""
+        return ContactFate(
+            contact_id=self.contact_id,
+            merged_into_id=later.merged_into_id or self.merged_into_id,
+            erased_at=_pick(min, self.erased_at, later.erased_at),
+            erasure_confirmed_at=_pick(min, self.erasure_confirmed_at, later.erasure_confirmed_at),
+            active_at=_pick(max, self.active_at, later.active_at),
+            inactive_at=_pick(max, self.inactive_at, later.inactive_at),
+        )
+
+
+def _pick(
+    choose: Callable[[datetime, datetime], datetime], a: datetime | None, b: datetime | None
+) -> datetime | None:
+    """`choose` of the two when both are known, else the one that is."""
+    return choose(a, b) if a is not None and b is not None else a or b
 
 
 @dataclass(frozen=True)
@@ -42,6 +87,17 @@ class ContactPreferences:
     consents: tuple[tuple[Channel, bool], ...] = ()
     quiet_hours: QuietHours | None = None
     discreet: bool = False
+    # When the contacts service made the change these preferences come from: an older one
+    # heard late never replaces them. None (not said) always replaces.
+    changed_at: datetime | None = None
+
+    def supersedes(self, stored: ContactPreferences) -> bool:
+        """Whether these preferences replace the stored ones: not when they are older."""
+        return (
+            self.changed_at is None
+            or stored.changed_at is None
+            or (self.changed_at >= stored.changed_at)
+        )
 
     def consents_to(self, channel: Channel) -> bool:
         return dict(self.consents).get(channel, False)

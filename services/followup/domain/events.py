@@ -94,6 +94,16 @@ class CustomerNoticeSent:
     occurred_at: datetime
 
 
+@dataclass(frozen=True)
+class ContactErasureConfirmed:
+    """The service holds nothing more about an erased contact: its promises' texts are gone,
+    the database is scrubbed and its messages are purged from the service's stream (the
+    evidence the contacts service keeps in the erasure record)."""
+
+    contact_id: str
+    occurred_at: datetime
+
+
 PromiseEvent = (
     PromiseMade
     | PromiseReassigned
@@ -105,4 +115,5 @@ PromiseEvent = (
     | ReminderDue
     | ReminderSent
     | CustomerNoticeSent
+    | ContactErasureConfirmed
 )

@@ -140,8 +140,12 @@ def cancel(p: Promise, reason: str, who: str, now: datetime) -> Result:
 
 
 def confirm(p: Promise, satisfaction: int, who: str, now: datetime) -> Result:
+    """The customer's word on a kept promise, given once: a second would rewrite the score the
+    statistics already counted (as a rating of an interaction is given once)."""
     if p.status is not Status.KEPT:
         raise PromiseStateError(f"promise {p.id} is not kept")
+    if p.customer_confirmed:
+        raise PromiseStateError(f"promise {p.id} was confirmed by the customer already")
     entry = HistoryEntry(who, now, Action.CONFIRMED_BY_CUSTOMER, to_value=str(satisfaction))
     confirmed = _changed(
         p, entry, customer_confirmed=True, confirmed_at=now, satisfaction=satisfaction
@@ -192,8 +196,13 @@ def erase(p: Promise, now: datetime) -> Result:
 
 
 def repoint(p: Promise, survivor_id: str, who: str, now: datetime) -> Promise:
-    """The contact was merged into another: the promise now belongs to the survivor."""
-    return replace(p, contact_id=survivor_id, version=p.version + 1, updated_at=now, updated_by=who)
+    """The contact was merged into another: the promise now belongs to the survivor, and its
+    history says from which contact it came (whatever its status: the ledger of the survivor
+    is the customer's whole ledger)."""
+    entry = HistoryEntry(
+        who, now, Action.CONTACT_MERGED, from_value=p.contact_id, to_value=survivor_id
+    )
+    return _changed(p, entry, contact_id=survivor_id)
 
 
 def _end_pause(p: Promise, now: datetime) -> Promise:

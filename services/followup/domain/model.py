@@ -67,6 +67,7 @@ class Action(enum.StrEnum):
     CONFIRMED_BY_CUSTOMER = "CONFIRMED_BY_CUSTOMER"
     OVERDUE = "OVERDUE"
     ESCALATED = "ESCALATED"
+    CONTACT_MERGED = "CONTACT_MERGED"  # moved to the contact the customer was merged into
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,14 @@ class Promise:
         if self.kept_at is None:
             return None
         return self.kept_at - self.created_at - self.paused_total
+
+    @property
+    def made_for(self) -> str:
+        """The contact the promise was made for, before any merge moved it to a survivor."""
+        for entry in self.history:
+            if entry.action is Action.CONTACT_MERGED:
+                return entry.from_value
+        return self.contact_id
 
     @property
     def last_escalated_at(self) -> datetime | None:

@@ -1,9 +1,14 @@
 """Reminder policy: which reminders a promise gets, to whom and when, and how a delivery stands.
 
 The schedule is recomputed from the promise whenever it changes, so a renegotiated, paused or
-reassigned promise never keeps reminders that no longer fit it. Customer notices are deliveries
-too (kind CUSTOMER_NOTICE), but not part of that schedule: they wait as QUEUED, which a
-replan leaves alone (see `domain/notices.py`).
+reassigned promise never keeps reminders that no longer fit it. What must go out whatever the
+promise does next is not part of that schedule: it waits as QUEUED, which a replan leaves
+alone. Customer notices are such deliveries (kind CUSTOMER_NOTICE, see `domain/notices.py`),
+and so is the escalation of a promise handed over too often (the runaround).
+
+Owner reminders and escalations are not sent, nor retried, for a promise no longer open
+(kept, cancelled, erased): the delivery records why (`ReminderDelivery.stopped`). The one
+exception is a runaround escalation that fell due: it is sent once, whatever came after.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ class ReminderKind(enum.StrEnum):
     CUSTOMER_NOTICE = "CUSTOMER_NOTICE"
 
 
+# The name of the attempt that records why the scheduler sent nothing (more).
+SCHEDULER = "scheduler"
+
+
 class Outcome(enum.StrEnum):
     PENDING = "PENDING"  # an owner reminder not sent yet: the next replan replaces it
-    QUEUED = "QUEUED"  # a customer notice not sent yet: only sending (or dropping) settles it
+    # Not sent yet, and no replan replaces it: a customer notice, a runaround escalation.
+    QUEUED = "QUEUED"
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     DROPPED = "DROPPED"  # deliberately not sent (no consent, contact erased, superseded, …)
@@ -100,7 +110,8 @@ class ReminderDelivery:
         rounds = self.rounds + 1
         any_success = any(a.success for a in all_attempts)
         next_at = policy.retry_at(rounds, now) if remaining else None
-        outcome = Outcome.DELIVERED if any_success else Outcome.PENDING
+        waiting = Outcome.QUEUED if self.outcome is Outcome.QUEUED else Outcome.PENDING
+        outcome = Outcome.DELIVERED if any_success else waiting
         if next_at is None and not any_success:
             outcome = Outcome.FAILED
         return replace(
@@ -111,6 +122,28 @@ class ReminderDelivery:
             next_attempt_at=next_at,
             rounds=rounds,
             announced=self.announced or any_success,
+        )
+
+    def stopped(self, reason: str, now: datetime) -> ReminderDelivery:
+        """Nothing (more) is sent, for `reason`, which the record keeps as an attempt of the
+        scheduler's own; delivered stays delivered (by the notifiers that did), else dropped."""
+        delivered = any(a.success for a in self.attempts)
+        return replace(
+            self,
+            attempts=(*self.attempts, DeliveryAttempt(SCHEDULER, now, False, reason)),
+            remaining=(),
+            next_attempt_at=None,
+            outcome=Outcome.DELIVERED if delivered else Outcome.DROPPED,
+        )
+
+    @property
+    def sent_whatever_happens(self) -> bool:
+        """A runaround escalation not sent yet: once due, it goes out even if the promise was
+        paused, moved, kept or cancelled since (its retries stop like any other's)."""
+        return (
+            self.kind is ReminderKind.ESCALATION
+            and self.outcome is Outcome.QUEUED
+            and not self.attempts
         )
 
 

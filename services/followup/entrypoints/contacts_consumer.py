@@ -1,7 +1,10 @@
 """Keeps the local read model of contact preferences, and reacts to what happens to contacts:
-a win-back promise for an inactive customer, erasure and merging carried into promises."""
+a win-back promise for an inactive customer (kept when they buy again), erasure and merging
+carried into promises."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from crm.contacts.v1 import events_pb2 as contacts_events
 from followup.domain.contacts import ContactPreferences, QuietHours
@@ -10,15 +13,22 @@ from followup.usecases import PromiseReactions
 from promesa.bus import CONTACTS_STREAM
 from promesa.event_catalog import CONTACTS, require
 from promesa.events import IncomingEvent, UndecodableEventError
+from promesa.protos import read_timestamp
 from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "followup-contacts"
-SUBJECTS = CONTACTS.subjects("created", "updated", "became_inactive", "erased", "merged")
+SUBJECTS = CONTACTS.subjects(
+    "created", "updated", "became_active", "became_inactive", "erased", "merged"
+)
 
 
-def preferences_from(p: contacts_events.ContactProfile) -> ContactPreferences:
-    """Channels newer than this code are left out: a consent to one of them is not usable."""
+def preferences_from(
+    p: contacts_events.ContactProfile, changed_at: datetime | None = None
+) -> ContactPreferences:
+    """Channels newer than this code are left out: a consent to one of them is not usable.
+    `changed_at` is when the contacts service made the change (an older one heard late is
+    not kept)."""
     consents = [
         (channel, c.granted)
         for c in p.consents
@@ -35,6 +45,7 @@ def preferences_from(p: contacts_events.ContactProfile) -> ContactPreferences:
         if p.HasField("quiet_hours")
         else None,
         discreet=p.discreet,
+        changed_at=changed_at,
     )
 
 
@@ -48,7 +59,10 @@ class ContactsHandler:
         match CONTACTS.decode(event):
             case contacts_events.ContactCreated() | contacts_events.ContactUpdated() as changed:
                 require(**{"profile.contact_id": changed.profile.contact_id})
-                await reactions.contact_profile_changed(inbox, preferences_from(changed.profile))
+                changed_at = read_timestamp(changed, "occurred_at")
+                await reactions.contact_profile_changed(
+                    inbox, preferences_from(changed.profile, changed_at)
+                )
             case contacts_events.ContactBecameInactive() as inactive:
                 require(contact_id=inactive.contact_id)
                 await reactions.contact_became_inactive(
@@ -56,6 +70,15 @@ class ContactsHandler:
                     contact_id=inactive.contact_id,
                     owner_id=inactive.owner_id,
                     team=inactive.team,
+                    occurred_at=read_timestamp(inactive, "occurred_at"),
+                )
+            case contacts_events.ContactBecameActive() as active:
+                require(contact_id=active.contact_id)
+                await reactions.contact_became_active(
+                    inbox,
+                    contact_id=active.contact_id,
+                    purchased_at=read_timestamp(active, "last_purchase_at"),
+                    occurred_at=read_timestamp(active, "occurred_at"),
                 )
             case contacts_events.ContactErased() as erased:
                 require(contact_id=erased.contact_id)

@@ -41,7 +41,6 @@ CHANNEL = EnumMap(promise_pb2.Channel, "CHANNEL", Channel)
 KIND = EnumMap(promise_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
 PRIORITY = EnumMap(promise_pb2.Priority, "PRIORITY", Priority)
 STATUS = EnumMap(promise_pb2.PromiseStatus, "PROMISE_STATUS", Status)
-ACTION = EnumMap(promise_pb2.HistoryAction, "HISTORY_ACTION", Action)
 REMINDER_KIND = EnumMap(reminder_pb2.ReminderKind, "REMINDER_KIND", ReminderKind)
 NOTICE_REASON = EnumMap(reminder_pb2.NoticeReason, "NOTICE_REASON", NoticeReason)
 NOTICE_TEMPLATE = EnumMap(reminder_pb2.NoticeTemplate, "NOTICE_TEMPLATE", NoticeTemplate)
@@ -50,8 +49,9 @@ GROUPING = EnumMap(followup_pb.StatsGrouping, "STATS_GROUPING", Grouping)
 INTERACTION_CHANNEL = EnumMap(interaction_pb2.Channel, "CHANNEL", Channel)
 INTERACTION_PROMISE_KIND = EnumMap(interaction_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
 CONTACT_CHANNEL = EnumMap(contact_pb2.Channel, "CHANNEL", Channel)
-# QUEUED (a customer notice not sent yet) is PENDING to callers: the difference only matters
-# to the store, which replaces pending owner reminders on a replan but never queued notices.
+# QUEUED (a customer notice or a runaround escalation not sent yet) is PENDING to callers: the
+# difference only matters to the store, which replaces pending owner reminders on a replan but
+# never queued deliveries.
 OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
     Outcome.PENDING: reminder_pb2.DELIVERY_OUTCOME_PENDING,
     Outcome.QUEUED: reminder_pb2.DELIVERY_OUTCOME_PENDING,
@@ -59,6 +59,9 @@ OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
     Outcome.FAILED: reminder_pb2.DELIVERY_OUTCOME_FAILED,
     Outcome.DROPPED: reminder_pb2.DELIVERY_OUTCOME_DROPPED,
 }
+
+
+ACTION = EnumMap(promise_pb2.HistoryAction, "HISTORY_ACTION", Action)
 
 
 def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:

@@ -4,19 +4,19 @@ have it confirmed. Each checks what was sent, decides through the domain, commit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
 
-from followup import validation
+from followup import authorization, validation
 from followup.domain import lifecycle, notices
 from followup.domain.model import Evidence, Promise, PromiseDraft, Status
 from followup.domain.reminders import NoticeReason
 from followup.ports import Change, PromiseStore
 from followup.usecases.planning import PromisePlanner, new_promise
-from followup.usecases.queries import PromiseQueries
+from followup.usecases.queries import PromiseQueries, find
 from promesa.auth import Identity
 from promesa.clock import Clock
 from promesa.errors import (
@@ -33,6 +33,7 @@ from promesa.usecases import CreateRequest, Writes, check_request_id, create_onc
 log = structlog.get_logger(__name__)
 
 Step = Callable[[Promise, datetime], lifecycle.Result]
+Rule = Callable[[Identity, Promise], None]  # an authorization rule: raises when refused
 
 
 class PromiseCommands:
@@ -72,7 +73,8 @@ class PromiseCommands:
                     f"no promise {checked.follows_promise_id!r}",
                 )
             v.raise_if_any()
-            promise = new_promise(new_id(), checked, who.subject, now)
+            team = authorization.create_promise(who, checked.owner_id, checked.team)
+            promise = new_promise(new_id(), replace(checked, team=team), who.subject, now)
             change = Change(idempotency=request.key(promise.id))
             self._planner.made(change, promise, who.subject, now)
             await self._writes.commit(change)
@@ -91,6 +93,7 @@ class PromiseCommands:
             promise_id,
             etag,
             who,
+            authorization.keep_promise,
             lambda p, now: lifecycle.keep(p, evidence, who.subject, now),
             landed=lambda p: p.status is Status.KEPT and p.evidence == evidence,
         )
@@ -110,7 +113,7 @@ class PromiseCommands:
                 )
             return lifecycle.reassign(p, new_owner, new_team, reason, who.subject, now)
 
-        return await self._change(promise_id, etag, who, step)
+        return await self._change(promise_id, etag, who, authorization.reassign_promise, step)
 
     async def renegotiate(
         self,
@@ -130,6 +133,7 @@ class PromiseCommands:
             promise_id,
             etag,
             who,
+            authorization.renegotiate_due_date,
             lambda p, now: lifecycle.renegotiate(
                 p, new_due, reason, customer_agreed, who.subject, now
             ),
@@ -141,7 +145,11 @@ class PromiseCommands:
         reason = validation.check_reason(v, reason)
         v.raise_if_any()
         return await self._change(
-            promise_id, etag, who, lambda p, now: lifecycle.pause(p, reason, who.subject, now)
+            promise_id,
+            etag,
+            who,
+            authorization.pause_promise,
+            lambda p, now: lifecycle.pause(p, reason, who.subject, now),
         )
 
     async def resume(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -149,7 +157,11 @@ class PromiseCommands:
         reason = validation.check_reason(v, reason, required=False)
         v.raise_if_any()
         return await self._change(
-            promise_id, etag, who, lambda p, now: lifecycle.resume(p, reason, who.subject, now)
+            promise_id,
+            etag,
+            who,
+            authorization.resume_promise,
+            lambda p, now: lifecycle.resume(p, reason, who.subject, now),
         )
 
     async def cancel(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -160,6 +172,7 @@ class PromiseCommands:
             promise_id,
             etag,
             who,
+            authorization.cancel_promise,
             lambda p, now: lifecycle.cancel(p, reason, who.subject, now),
             landed=lambda p: p.status is Status.CANCELLED and p.cancel_reason == reason,
         )
@@ -176,24 +189,27 @@ class PromiseCommands:
                 )
             return lifecycle.confirm(p, satisfaction, who.subject, now)
 
-        return await self._change(promise_id, "", who, step)
+        return await self._change(promise_id, "", who, authorization.confirm_by_customer, step)
 
     async def _change(
         self,
         promise_id: str,
         etag: str,
         who: Identity,
+        rule: Rule,
         step: Step,
         *,
         notice: NoticeReason | None = None,
         landed: Callable[[Promise], bool] = lambda p: False,
     ) -> Promise:
-        """Reads the promise, applies `step` and commits with its new reminders, again on fresh
-        data when another writer got there first. With an etag, the caller's version must still
-        be current (else ABORTED, stale); `landed` recognises a retry of a change already made."""
+        """Reads the promise, checks the caller's `rule` on it, applies `step` and commits with
+        its new reminders, again on fresh data when another writer got there first. With an
+        etag, the caller's version must still be current (else ABORTED, stale); `landed`
+        recognises a retry of a change already made."""
 
         async def attempt() -> Promise:
-            current = await self._queries.get(promise_id, who)
+            current = await find(self._store, promise_id)
+            rule(who, current)  # on every attempt: the promise may have changed hands meanwhile
             if landed(current):
                 return current  # a retry: its etag is the one before the change it made
             if etag and etag != current.etag:

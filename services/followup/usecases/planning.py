@@ -4,6 +4,7 @@ what the commands and the reactions both do."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from followup.domain import lifecycle, notices
@@ -11,6 +12,7 @@ from followup.domain.events import PromiseMade
 from followup.domain.model import Priority, Promise, PromiseDraft
 from followup.domain.reminders import (
     NoticeReason,
+    Outcome,
     ReminderDelivery,
     ReminderKind,
     ReminderPolicy,
@@ -45,14 +47,16 @@ class PromisePlanner:
 
     def replan(self, before: Promise, after: Promise, now: datetime) -> list[ReminderDelivery]:
         """The reminders of a changed promise; handed over once too often (the runaround),
-        the supervisor hears of it now."""
+        the supervisor hears of it now. That escalation is QUEUED, not PENDING: a later
+        change (a pause, a new due time) replans the promise's reminders but never wipes it."""
         planned = self.reminders(after, now)
         if before.handoff_count < after.handoff_count > self._max_handoffs:
             supervisor = self.supervisor_of(after.team)
             if supervisor:
-                planned.append(
-                    delivery(after, ReminderKind.ESCALATION, now, supervisor, self.policy, new_id())
+                escalation = delivery(
+                    after, ReminderKind.ESCALATION, now, supervisor, self.policy, new_id()
                 )
+                planned.append(replace(escalation, outcome=Outcome.QUEUED))
         return planned
 
     def made(self, change: Change, p: Promise, actor: str, now: datetime) -> None:

@@ -7,7 +7,7 @@ import builtins
 from dataclasses import replace
 from datetime import datetime
 
-from followup import validation
+from followup import authorization, validation
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
 from followup.domain.stats import Grouping, PromiseStats, compute
@@ -28,21 +28,20 @@ class PromiseQueries:
         self._feed = feed
 
     async def get(self, promise_id: str, who: Identity) -> Promise:
-        v = Violations()
-        promise_id = v.identifier("id", promise_id)
-        v.raise_if_any()
-        promise = await self._store.get(promise_id)
-        if promise is None:
-            raise NotFoundError("promise", promise_id)
+        promise = await find(self._store, promise_id)
+        authorization.get_promise(who, promise)
         return promise
 
     async def list(
         self, f: PromiseFilter, overdue_only: bool, size: int, page_token: str, who: Identity
     ) -> Page[Promise]:
-        """Earliest due first; `overdue_only` as the clock says now (waiting ones are not)."""
+        """Earliest due first; `overdue_only` as the clock says now (waiting ones are not).
+        Narrowed to what the reader may read; the page token is bound to the narrowed filter,
+        so a token never widens what anyone sees."""
         v = Violations()
         f = validation.check_filter(v, f)
         v.raise_if_any()
+        f = authorization.list_promises(who, f)
         limit = page_size(size)
         query = (f, overdue_only)
         after = _positioned(decode_token(page_token, query))
@@ -54,33 +53,63 @@ class PromiseQueries:
     async def deliveries(
         self, promise_id: str, owner_id: str, size: int, page_token: str, who: Identity
     ) -> Page[ReminderDelivery]:
-        """Latest scheduled first: reminders and customer notices, with every attempt."""
+        """Latest scheduled first: reminders and customer notices, with every attempt. Only
+        those the reader may see are listed, so a page may hold fewer than asked (AIP-158)."""
         v = Violations()
         query = (
             v.identifier("promise_id", promise_id, required=False),
             v.identifier("owner_id", owner_id, required=False),
         )
         v.raise_if_any()
+        if query[0]:
+            authorization.list_reminder_deliveries(who, await self._store.get(query[0]))
         limit = page_size(size)
         before = _positioned(decode_token(page_token, query))
         rows = await self._store.deliveries(*query, before, limit + 1)
-        return paginate(rows, limit, query, lambda r: Cursor(r.scheduled_at, r.id))
+        page = paginate(rows, limit, query, lambda r: Cursor(r.scheduled_at, r.id))
+        if authorization.unscoped(who):
+            return page
+        promises = {
+            p.id: p for p in await self._store.get_many(sorted({r.promise_id for r in page.items}))
+        }
+        visible = [
+            r
+            for r in page.items
+            if authorization.delivery_visible(who, r, promises.get(r.promise_id))
+        ]
+        return Page(visible, page.next_page_token)
 
     async def stats(
         self, grouping: Grouping, start: datetime | None, end: datetime | None, who: Identity
     ) -> builtins.list[PromiseStats]:
-        """Over the promises made in [start, end); either side may be open."""
+        """Over the promises made in [start, end); either side may be open. Counted over the
+        promises the reader may read: across teams only for a supervisor of every team."""
         v = Violations()
         validation.check_window(v, start, end)
         v.raise_if_any()
-        return compute(await self._store.made_between(start, end), grouping, self._clock.now())
+        made = await self._store.made_between(start, end)
+        counted = [p for p in made if authorization.get_promise_stats(who, p)]
+        return compute(counted, grouping, self._clock.now())
 
     async def reminders(self, user_id: str, who: Identity) -> ReminderSubscription:
         """The user's reminders from now on; the caller closes the subscription."""
         v = Violations()
         user_id = v.identifier("owner_id", user_id)
         v.raise_if_any()
+        authorization.stream_reminders(who, user_id)
         return await self._feed.subscribe(user_id)
+
+
+async def find(store: PromiseStore, promise_id: str) -> Promise:
+    """The promise by id, whoever asks (the caller's rule is checked by the use case);
+    INVALID_ARGUMENT for an id that cannot be one, NOT_FOUND for an unknown one."""
+    v = Violations()
+    promise_id = v.identifier("id", promise_id)
+    v.raise_if_any()
+    promise = await store.get(promise_id)
+    if promise is None:
+        raise NotFoundError("promise", promise_id)
+    return promise
 
 
 def _positioned(cursor: Cursor | None) -> Cursor | None:

@@ -1,9 +1,10 @@
-"""Domain events of the timeline → protobuf payloads on `crm.interactions.*`.
+"""Domain events of the timeline → protobuf payloads on `crm.interactions.<event>.<contact>`.
 
 Summaries, notes and outcomes stay in this service. Promise texts do travel: the follow-up
-service tracks each promise and must say what was promised; it erases them on ContactErased.
-Event ids derive from the interaction (and version), so re-encoding an event never makes a
-second one.
+service tracks each promise and must say what was promised; it erases them on ContactErased,
+and this service purges the contact's subjects from its stream. Event ids derive from the
+interaction (and version), or the contact for a confirmation, so re-encoding an event never
+makes a second one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from google.protobuf.message import Message
 
 from crm.interactions.v1 import events_pb2 as events_pb
 from interactions.domain.events import (
+    ContactErasureConfirmed,
     InteractionAmended,
     InteractionEvent,
     InteractionRated,
@@ -27,14 +29,27 @@ from promesa.ids import derived_id
 from promesa.protos import to_timestamp
 
 SOURCE = "promesa/interactions"
+SERVICE = "interactions"  # how an erasure confirmation names the service that confirms
 
 
 def encode(event: InteractionEvent) -> OutgoingEvent:
-    i = event.interaction
-    d = i.details
     message: Message
     match event:
-        case InteractionRecorded(actor=actor, occurred_at=at):
+        case ContactErasureConfirmed(contact_id=contact_id, occurred_at=at):
+            # One per contact: a second encoding is the same event, dropped by JetStream.
+            message = events_pb.ContactErasureConfirmed(
+                contact_id=contact_id, service=SERVICE, occurred_at=to_timestamp(at)
+            )
+            return outgoing(
+                message,
+                subject=INTERACTIONS.subject(message, contact_id),
+                source=SOURCE,
+                about=contact_id,
+                at=at,
+                event_id=derived_id(contact_id, "contact_erasure_confirmed"),
+            )
+        case InteractionRecorded(interaction=i, actor=actor, occurred_at=at):
+            d = i.details
             event_id = derived_id(i.id, "recorded")
             message = events_pb.InteractionRecorded(
                 interaction_id=i.id,
@@ -49,18 +64,18 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
                 purchase=mapping.purchase_to_proto(d.purchase),
                 actor=actor,
             )
-        case InteractionRated(actor=actor, occurred_at=at):
+        case InteractionRated(interaction=i, actor=actor, occurred_at=at):
             event_id = derived_id(i.id, "rated")
             message = events_pb.InteractionRated(
                 interaction_id=i.id,
                 contact_id=i.contact_id,
-                agent_id=d.agent_id,
-                team=d.team,
+                agent_id=i.details.agent_id,
+                team=i.details.team,
                 satisfaction=i.satisfaction or 0,
                 occurred_at=to_timestamp(at),
                 actor=actor,
             )
-        case InteractionAmended(changed_fields=changed, actor=actor, occurred_at=at):
+        case InteractionAmended(interaction=i, changed_fields=changed, actor=actor, occurred_at=at):
             event_id = derived_id(i.id, "amended", str(i.version))
             message = events_pb.InteractionAmended(
                 interaction_id=i.id,

@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from interactions.adapters.documents import from_document, micros, timeline_key, to_document
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
-from interactions.ports import Change, ContactGoneError, TimelineFilter
+from interactions.ports import Change, ContactGoneError, Scope, TimelineFilter
 from promesa import mongo as db
 from promesa.mongo_store import MongoStore
 from promesa.pagination import Cursor
@@ -38,25 +38,41 @@ INDEXES: dict[str, list[IndexModel]] = {
             partialFilterExpression={"erased": False},
         ),
     ],
-    # `_id` is the contact id.
-    KNOWN_CONTACTS: [],
+    # `_id` is the contact id; an erasure looks up what was merged into it.
+    KNOWN_CONTACTS: [IndexModel([("merged_into_id", ASCENDING)], name="known_contacts_merged")],
 }
 
 
+def _instant(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _when(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
 def _known_from(doc: db.Document) -> KnownContact:
-    erased_at = doc.get("erased_at")
     return KnownContact(
         str(doc["_id"]),
         merged_into_id=doc.get("merged_into_id", ""),
-        erased_at=datetime.fromisoformat(erased_at) if erased_at else None,
+        erased_at=_instant(doc.get("erased_at")),
+        owner_id=doc.get("owner_id", ""),
+        team=doc.get("team", ""),
+        profile_at=_instant(doc.get("profile_at")),
+        erasure_confirmed_at=_instant(doc.get("erasure_confirmed_at")),
     )
 
 
 def timeline_query(
-    f: TimelineFilter, after: Cursor | None
+    f: TimelineFilter, after: Cursor | None, scope: Scope | None = None
 ) -> tuple[db.Document, list[tuple[str, int]]]:
     """The filter and sort of a timeline page: a bounded walk of `interactions_timeline`."""
     query: db.Document = {"contact_id": f.contact_id}
+    if scope is not None:
+        # Checked on each document of the walk: no index of its own is needed.
+        query["$and"] = [
+            {"$or": [{"team": {"$in": [scope.team, ""]}}, {"agent_id": scope.agent_id}]}
+        ]
     for key, value in (("type", f.type), ("channel", f.channel), ("agent_id", f.agent_id)):
         if value:
             query[key] = str(value)
@@ -93,9 +109,9 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
         return from_document(doc) if doc else None
 
     async def timeline(
-        self, f: TimelineFilter, after: Cursor | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int, scope: Scope | None = None
     ) -> Sequence[Interaction]:
-        query, sort = timeline_query(f, after)
+        query, sort = timeline_query(f, after, scope)
         return await self._find(query, sort, limit)
 
     async def of_contact(
@@ -109,6 +125,10 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
     async def contact(self, contact_id: str) -> KnownContact | None:
         doc = await self._contacts.find_one({"_id": contact_id})
         return _known_from(doc) if doc else None
+
+    async def merged_into(self, contact_id: str) -> Sequence[str]:
+        cursor = self._contacts.find({"merged_into_id": contact_id}, {"_id": 1}).sort("_id")
+        return [str(d["_id"]) for d in await cursor.to_list()]
 
     async def _find(
         self, query: db.Document, sort: Sequence[tuple[str, int]], limit: int
@@ -135,7 +155,11 @@ class MongoInteractionStore(MongoStore[InteractionEvent]):
                     {
                         "$set": {
                             "merged_into_id": c.merged_into_id,
-                            "erased_at": c.erased_at.isoformat() if c.erased_at else None,
+                            "erased_at": _when(c.erased_at),
+                            "owner_id": c.owner_id,
+                            "team": c.team,
+                            "profile_at": _when(c.profile_at),
+                            "erasure_confirmed_at": _when(c.erasure_confirmed_at),
                         }
                     },
                     upsert=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 from interactions.adapters.documents import from_document, micros, timeline_key, to_document
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
-from interactions.ports import Change, ContactGoneError, TimelineFilter
+from interactions.ports import Change, ContactGoneError, Scope, TimelineFilter
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
@@ -39,9 +39,24 @@ CREATE INDEX IF NOT EXISTS interactions_unerased ON interactions (contact_id) WH
 CREATE TABLE IF NOT EXISTS known_contacts (
     id TEXT PRIMARY KEY,
     merged_into_id TEXT NOT NULL,
-    erased_at TEXT
+    erased_at TEXT,
+    owner_id TEXT NOT NULL DEFAULT '',
+    team TEXT NOT NULL DEFAULT '',
+    profile_at TEXT,
+    erasure_confirmed_at TEXT
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS known_contacts_merged ON known_contacts (merged_into_id);
 """
+
+# Columns the read model gained after its first release, added to a database made before
+# (the schema's index is on merged_into_id, which every version of the table has).
+ADDED_COLUMNS = {
+    "owner_id": "TEXT NOT NULL DEFAULT ''",
+    "team": "TEXT NOT NULL DEFAULT ''",
+    "profile_at": "TEXT",
+    "erasure_confirmed_at": "TEXT",
+}
+KNOWN_COLUMNS = "id, merged_into_id, erased_at, owner_id, team, profile_at, erasure_confirmed_at"
 
 
 class SqliteInteractionStore(SqliteStore):
@@ -55,6 +70,10 @@ class SqliteInteractionStore(SqliteStore):
     ) -> None:
         super().__init__(path, SCHEMA, clock, synchronous=synchronous)
         self._encode = encode
+        present = {r[1] for r in self._conn.execute("PRAGMA table_info(known_contacts)")}
+        for column, declaration in ADDED_COLUMNS.items():
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -65,10 +84,15 @@ class SqliteInteractionStore(SqliteStore):
         return from_document(json.loads(row[0])) if row else None
 
     async def timeline(
-        self, f: TimelineFilter, after: Cursor | None, limit: int
+        self, f: TimelineFilter, after: Cursor | None, limit: int, scope: Scope | None = None
     ) -> Sequence[Interaction]:
         where = ["contact_id = ?"]
         args: list[object] = [f.contact_id]
+        if scope is not None:
+            # Read from the document: the walk of one contact's timeline drops what is out of
+            # scope, so no column or index of its own is needed.
+            where.append("(json_extract(doc, '$.team') IN (?, '') OR agent_id = ?)")
+            args.extend((scope.team, scope.agent_id))
         for column, value in (("type", f.type), ("channel", f.channel), ("agent_id", f.agent_id)):
             if value:
                 where.append(f"{column} = ?")
@@ -97,12 +121,25 @@ class SqliteInteractionStore(SqliteStore):
 
     async def contact(self, contact_id: str) -> KnownContact | None:
         row = self._conn.execute(
-            "SELECT merged_into_id, erased_at FROM known_contacts WHERE id = ?", (contact_id,)
+            f"SELECT {KNOWN_COLUMNS} FROM known_contacts WHERE id = ?", (contact_id,)
         ).fetchone()
         if row is None:
             return None
-        erased_at = datetime.fromisoformat(row[1]) if row[1] else None
-        return KnownContact(contact_id, merged_into_id=row[0], erased_at=erased_at)
+        return KnownContact(
+            row["id"],
+            merged_into_id=row["merged_into_id"],
+            erased_at=_instant(row["erased_at"]),
+            owner_id=row["owner_id"],
+            team=row["team"],
+            profile_at=_instant(row["profile_at"]),
+            erasure_confirmed_at=_instant(row["erasure_confirmed_at"]),
+        )
+
+    async def merged_into(self, contact_id: str) -> Sequence[str]:
+        rows = self._conn.execute(
+            "SELECT id FROM known_contacts WHERE merged_into_id = ? ORDER BY id", (contact_id,)
+        )
+        return [r[0] for r in rows]
 
     def _documents(self, sql: str, args: Sequence[object]) -> list[Interaction]:
         return [from_document(json.loads(r[0])) for r in self._conn.execute(sql, args)]
@@ -115,11 +152,18 @@ class SqliteInteractionStore(SqliteStore):
             if change.live_contact and not self._is_live(conn, change.live_contact):
                 raise ContactGoneError(change.live_contact)
             conn.executemany(
-                "INSERT INTO known_contacts (id, merged_into_id, erased_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET merged_into_id = excluded.merged_into_id,"
-                " erased_at = excluded.erased_at",
+                f"INSERT OR REPLACE INTO known_contacts ({KNOWN_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (c.id, c.merged_into_id, c.erased_at.isoformat() if c.erased_at else None)
+                    (
+                        c.id,
+                        c.merged_into_id,
+                        _when(c.erased_at),
+                        c.owner_id,
+                        c.team,
+                        _when(c.profile_at),
+                        _when(c.erasure_confirmed_at),
+                    )
                     for c in change.contacts
                 ],
             )
@@ -149,3 +193,11 @@ class SqliteInteractionStore(SqliteStore):
             "doc": json.dumps(to_document(i)),
         }
         self._save_versioned(conn, "interactions", row, expected)
+
+
+def _when(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

@@ -30,4 +30,15 @@ class InteractionAmended:
     occurred_at: datetime
 
 
-InteractionEvent = InteractionRecorded | InteractionRated | InteractionAmended
+@dataclass(frozen=True)
+class ContactErasureConfirmed:
+    """Everything this service held of the contact is erased: its touches' words, their old
+    versions on disk, and its events in the service's stream."""
+
+    contact_id: str
+    occurred_at: datetime
+
+
+InteractionEvent = (
+    InteractionRecorded | InteractionRated | InteractionAmended | ContactErasureConfirmed
+)

@@ -160,8 +160,18 @@ class Interaction:
 
 @dataclass(frozen=True)
 class KnownContact:
-    """What this service knows of a contact, from the contacts stream: no personal data."""
+    """What this service knows of a contact, from the contacts stream: no personal data.
+
+    `owner_id` and `team` come from the contact's latest profile (ContactCreated or
+    ContactUpdated, as of `profile_at`) and decide who may record touches for it; no team means
+    unassigned. `erasure_confirmed_at` is set once an erasure has been applied here in full
+    (data, disk, stream) and confirmed.
+    """
 
     id: str
     merged_into_id: str = ""
     erased_at: datetime | None = None
+    owner_id: str = ""
+    team: str = ""
+    profile_at: datetime | None = None
+    erasure_confirmed_at: datetime | None = None

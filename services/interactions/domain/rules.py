@@ -17,6 +17,7 @@ from interactions.domain.model import (
     Amendment,
     Interaction,
     InteractionDetails,
+    KnownContact,
     PromiseDraft,
     PromiseInInteraction,
     PromiseKind,
@@ -129,3 +130,16 @@ def repointed(current: Interaction, survivor_id: str, actor: str, now: datetime)
         updated_at=now,
         updated_by=actor,
     )
+
+
+def profiled(
+    known: KnownContact, owner_id: str, team: str, at: datetime | None
+) -> KnownContact | None:
+    """The contact with the owner and team of a profile from the contacts stream; None when
+    that changes nothing. Profiles may arrive out of order (a redelivered creation after an
+    update): one older than the profile already kept, or undated when a dated one is kept,
+    is ignored, so the latest team decides who may record touches."""
+    if known.profile_at is not None and (at is None or at < known.profile_at):
+        return None
+    updated = replace(known, owner_id=owner_id, team=team, profile_at=at)
+    return None if updated == known else updated

@@ -1,4 +1,5 @@
-"""Keeps the local model of contacts from `crm.contacts.*` and cascades erasures and merges."""
+"""Keeps the local model of contacts (each one's owner and team) from `crm.contacts.*` and
+cascades erasures and merges."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from promesa.auth import current_identity
 from promesa.bus import CONTACTS_STREAM
 from promesa.event_catalog import CONTACTS, require
 from promesa.events import IncomingEvent, UndecodableEventError
+from promesa.protos import read_timestamp
 from promesa.runtime import Subscription
 from promesa.storage import InboxKey
 
 CONSUMER = "interactions-contacts"
-SUBJECTS = CONTACTS.subjects("created", "erased", "merged")
+SUBJECTS = CONTACTS.subjects("created", "updated", "erased", "merged")
 
 
 class ContactsHandler:
@@ -27,9 +29,25 @@ class ContactsHandler:
         inbox = InboxKey(CONSUMER, event.event_id)
         match CONTACTS.decode(event):
             case contacts_events.ContactCreated() as created:
-                contact_id = created.profile.contact_id
-                require(contact_id=contact_id)
-                await r.contact_created(inbox, contact_id=contact_id)
+                p = created.profile
+                require(contact_id=p.contact_id)
+                await r.contact_created(
+                    inbox,
+                    contact_id=p.contact_id,
+                    owner_id=p.owner_id,
+                    team=p.team,
+                    at=read_timestamp(created, "occurred_at"),
+                )
+            case contacts_events.ContactUpdated() as updated:
+                p = updated.profile
+                require(contact_id=p.contact_id)
+                await r.contact_updated(
+                    inbox,
+                    contact_id=p.contact_id,
+                    owner_id=p.owner_id,
+                    team=p.team,
+                    at=read_timestamp(updated, "occurred_at"),
+                )
             case contacts_events.ContactErased() as erased:
                 require(contact_id=erased.contact_id)
                 actor = erased.actor or current_identity().subject

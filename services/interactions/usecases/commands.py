@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from interactions import authorization
 from interactions.domain import rules
 from interactions.domain.events import InteractionAmended, InteractionRated, InteractionRecorded
 from interactions.domain.model import Interaction, InteractionDraft, KnownContact, PromiseDraft
@@ -99,15 +100,25 @@ class InteractionCommands:
                 conflicts=(ContactGoneError,),
             )
 
-        return await create_once(request, self._store, load=self._current, create=create)
+        async def answer(interaction_id: str) -> Interaction:
+            """A retry's answer is the touch itself: only for a caller who may read it."""
+            interaction = await self._current(interaction_id)
+            authorization.get_interaction(who, interaction)
+            return interaction
+
+        return await create_once(request, self._store, load=answer, create=create)
 
     async def _record(
         self, checked: CheckedRecord, request: CreateRequest, who: Identity, now: datetime
     ) -> Interaction:
         """One attempt; ContactGoneError when an erasure or merge lands before the commit,
         and the next attempt looks the contact up again."""
-        details = checked.details
         contact = await self._live_contact(checked.contact_id)
+        authorization.record_interaction(who, contact)
+        details = checked.details
+        if not details.team:
+            # Neither the caller nor their token named a team: the touch is the contact's team's.
+            details = replace(details, team=contact.team)
         await self._check_thread(details.thread_id, contact.id, own_id="")
         interaction_id = new_id()
         promise_ids = [derived_id(interaction_id, str(i)) for i in range(len(checked.promises))]
@@ -147,6 +158,7 @@ class InteractionCommands:
         async def attempt() -> Interaction:
             # Read afresh each time: an amendment meanwhile conflicts, a rating meanwhile wins.
             current = await self._current(interaction_id)
+            authorization.rate_interaction(who, current)
             _refuse_erased(current)
             if current.satisfaction is not None:
                 assert current.rated_at is not None
@@ -186,6 +198,7 @@ class InteractionCommands:
         reason = validate_reason(reason, v)
         v.raise_if_any()
         current = await self._current(interaction_id)
+        authorization.amend_interaction(who, current)
         _refuse_erased(current)
         wanted_draft = replace(current.details.as_draft(), **{p: getattr(sent, p) for p in paths})
         now = self._clock.now()

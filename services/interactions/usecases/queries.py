@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from interactions import authorization
 from interactions.domain.model import Interaction
 from interactions.ports import InteractionStore, TimelineFilter
 from interactions.validation import validate_filter
@@ -24,12 +25,15 @@ class InteractionQueries:
         interaction = await self._store.get(interaction_id)
         if interaction is None:
             raise NotFoundError("interaction", interaction_id)
+        authorization.get_interaction(who, interaction)
         return interaction
 
     async def list(
         self, f: TimelineFilter, size: int, page_token: str, who: Identity
     ) -> Page[Interaction]:
-        """A contact's timeline, newest first, a page at a time (keyset: stays fast deep in)."""
+        """A contact's timeline, newest first, a page at a time (keyset: stays fast deep in),
+        narrowed to the touches the reader may get. A page token is bound to the filters
+        sent, and the scope is the reader's, so a token never widens what anyone sees."""
         v = Violations()
         f = validate_filter(f, v)
         v.raise_if_any()
@@ -38,7 +42,8 @@ class InteractionQueries:
         if after is not None and after.at is None:
             # A token of this query, but not one this service wrote: its pages have instants.
             raise InvalidArgumentError([FieldViolation("page_token", "is not a valid page token")])
-        rows = await self._store.timeline(f, after, size + 1)
+        scope = authorization.list_interactions(who)
+        rows = await self._store.timeline(f, after, size + 1, scope)
         return paginate(rows, size, f, _cursor_of)
 
 

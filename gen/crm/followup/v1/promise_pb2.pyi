@@ -205,6 +205,10 @@ class _HistoryActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_History
     """The due time passed with the promise still open."""
     HISTORY_ACTION_ESCALATED: _HistoryAction.ValueType  # 10
     """The owner's supervisor was alerted."""
+    HISTORY_ACTION_CONTACT_MERGED: _HistoryAction.ValueType  # 11
+    """The promise's contact was merged into another: it moved to the survivor (from_value the
+    duplicate's id, to_value the survivor's).
+    """
 
 class HistoryAction(_HistoryAction, metaclass=_HistoryActionEnumTypeWrapper):
     """HistoryAction is what happened to a promise in one history entry."""
@@ -231,6 +235,10 @@ HISTORY_ACTION_OVERDUE: HistoryAction.ValueType  # 9
 """The due time passed with the promise still open."""
 HISTORY_ACTION_ESCALATED: HistoryAction.ValueType  # 10
 """The owner's supervisor was alerted."""
+HISTORY_ACTION_CONTACT_MERGED: HistoryAction.ValueType  # 11
+"""The promise's contact was merged into another: it moved to the survivor (from_value the
+duplicate's id, to_value the survivor's).
+"""
 Global___HistoryAction: _TypeAlias = HistoryAction  # noqa: Y015
 
 @_typing.final

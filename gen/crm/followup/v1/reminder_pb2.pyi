@@ -36,7 +36,9 @@ class _ReminderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reminder
     REMINDER_KIND_AT_DUE: _ReminderKind.ValueType  # 3
     """When the promise falls due."""
     REMINDER_KIND_ESCALATION: _ReminderKind.ValueType  # 4
-    """To the owner's supervisor, when the promise is overdue."""
+    """To the owner's supervisor, when the promise is overdue or was handed over more often than
+    the policy allows (the runaround); once due it is sent whatever happens to the promise.
+    """
     REMINDER_KIND_CUSTOMER_NOTICE: _ReminderKind.ValueType  # 5
     """To the customer (recipient_id is the contact id), through a channel they consented to;
     the details are in ReminderDelivery.customer_notice.
@@ -54,7 +56,9 @@ REMINDER_KIND_BEFORE_DUE_1H: ReminderKind.ValueType  # 2
 REMINDER_KIND_AT_DUE: ReminderKind.ValueType  # 3
 """When the promise falls due."""
 REMINDER_KIND_ESCALATION: ReminderKind.ValueType  # 4
-"""To the owner's supervisor, when the promise is overdue."""
+"""To the owner's supervisor, when the promise is overdue or was handed over more often than
+the policy allows (the runaround); once due it is sent whatever happens to the promise.
+"""
 REMINDER_KIND_CUSTOMER_NOTICE: ReminderKind.ValueType  # 5
 """To the customer (recipient_id is the contact id), through a channel they consented to;
 the details are in ReminderDelivery.customer_notice.
@@ -76,8 +80,9 @@ class _DeliveryOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Deliv
     DELIVERY_OUTCOME_FAILED: _DeliveryOutcome.ValueType  # 3
     """Every attempt failed and no retry is left."""
     DELIVERY_OUTCOME_DROPPED: _DeliveryOutcome.ValueType  # 4
-    """Deliberately not sent, for example a customer notice without a consented channel we can
-    deliver; CustomerNotice.dropped_reason says why.
+    """Deliberately not sent: a customer notice without a consented channel we can deliver
+    (CustomerNotice.dropped_reason says why), or a reminder whose promise is no longer open
+    (the last attempt, by notifier "scheduler", says why).
     """
 
 class DeliveryOutcome(_DeliveryOutcome, metaclass=_DeliveryOutcomeEnumTypeWrapper):
@@ -92,8 +97,9 @@ DELIVERY_OUTCOME_DELIVERED: DeliveryOutcome.ValueType  # 2
 DELIVERY_OUTCOME_FAILED: DeliveryOutcome.ValueType  # 3
 """Every attempt failed and no retry is left."""
 DELIVERY_OUTCOME_DROPPED: DeliveryOutcome.ValueType  # 4
-"""Deliberately not sent, for example a customer notice without a consented channel we can
-deliver; CustomerNotice.dropped_reason says why.
+"""Deliberately not sent: a customer notice without a consented channel we can deliver
+(CustomerNotice.dropped_reason says why), or a reminder whose promise is no longer open
+(the last attempt, by notifier "scheduler", says why).
 """
 Global___DeliveryOutcome: _TypeAlias = DeliveryOutcome  # noqa: Y015
 
@@ -213,7 +219,7 @@ class DeliveryAttempt(_message.Message):
     SUCCESS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     notifier: _builtins.str
-    """Notifier used: "nats", "webhook" or "email"."""
+    """Notifier used: "nats", "webhook" or "email"; "scheduler" records why nothing was sent."""
     success: _builtins.bool
     """True when the notifier accepted the reminder."""
     error: _builtins.str
