@@ -12,6 +12,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.aio.msg import Msg
 
+from promesa.auth import Identity, Role
+
 T = TypeVar("T")
 
 AGENT_TOKEN = "agent-token"
@@ -22,6 +24,16 @@ TOKENS = (
     f"{SUPERVISOR_TOKEN}=sup-sam:supervisor,"
     f"{SERVICE_TOKEN}=svc-followup:service"
 )
+
+
+# The callers of authorization tests, one per kind of reach: their rows read as "ana may…".
+ANA = Identity("agent-ana", Role.AGENT, "madrid")
+PIA = Identity("agent-pia", Role.AGENT, "paris")
+NED = Identity("agent-ned", Role.AGENT)  # an agent in no team
+PAT = Identity("sup-pat", Role.SUPERVISOR, "paris")
+SAM = Identity("sup-sam", Role.SUPERVISOR)  # no team: supervises every team
+SVC = Identity("svc-followup", Role.SERVICE)
+CALLERS = {"ana": ANA, "pia": PIA, "ned": NED, "pat": PAT, "sam": SAM, "svc": SVC}
 
 
 def bearer(token: str = AGENT_TOKEN) -> tuple[tuple[str, str], ...]:

@@ -29,7 +29,7 @@ from followup.domain.stats import Grouping, PromiseStats
 from followup.ports import Change, PromiseFilter
 from followup.usecases import PromiseCommands, PromiseQueries
 from followup.usecases.planning import PromisePlanner
-from promesa.auth import Identity, Role
+from promesa.auth import Identity
 from promesa.clock import ManualClock
 from promesa.errors import InvalidArgumentError, PermissionDeniedError
 from promesa.usecases import Writes
@@ -40,15 +40,19 @@ from tests.followup.conftest import (
     make,
     start_followup,
 )
-from tests.support import AGENT_TOKEN, TOKENS, bearer, eventually
-
-ANA = Identity("agent-ana", Role.AGENT, "madrid")
-PIA = Identity("agent-pia", Role.AGENT, "paris")
-NED = Identity("agent-ned", Role.AGENT)  # an agent in no team
-PAT = Identity("sup-pat", Role.SUPERVISOR, "paris")
-SAM = Identity("sup-sam", Role.SUPERVISOR)  # no team: supervises every team
-SVC = Identity("svc-followup", Role.SERVICE)
-CALLERS = {"ana": ANA, "pia": PIA, "ned": NED, "pat": PAT, "sam": SAM, "svc": SVC}
+from tests.support import (
+    AGENT_TOKEN,
+    ANA,
+    CALLERS,
+    NED,
+    PAT,
+    PIA,
+    SAM,
+    SVC,
+    TOKENS,
+    bearer,
+    eventually,
+)
 
 # Promises by (owner, team).
 PROMISES = {

@@ -22,7 +22,6 @@ from interactions.adapters.sqlite_store import SqliteInteractionStore
 from interactions.domain.model import Channel, Interaction, InteractionDraft, InteractionType
 from interactions.ports import Change, TimelineFilter
 from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
-from promesa.auth import Identity, Role
 from promesa.clock import ManualClock
 from promesa.errors import PermissionDeniedError
 from promesa.storage import InboxKey
@@ -35,15 +34,7 @@ from tests.interactions.conftest import (
     known_contact,
     record,
 )
-from tests.support import AGENT_TOKEN, bearer, eventually
-
-ANA = Identity("agent-ana", Role.AGENT, "madrid")
-PIA = Identity("agent-pia", Role.AGENT, "paris")
-NED = Identity("agent-ned", Role.AGENT)  # an agent in no team
-PAT = Identity("sup-pat", Role.SUPERVISOR, "paris")
-SAM = Identity("sup-sam", Role.SUPERVISOR)  # no team: supervises every team
-SVC = Identity("svc-followup", Role.SERVICE)
-CALLERS = {"ana": ANA, "pia": PIA, "ned": NED, "pat": PAT, "sam": SAM, "svc": SVC}
+from tests.support import AGENT_TOKEN, ANA, CALLERS, PIA, SAM, SVC, bearer, eventually
 
 # Touches of one (unassigned) contact: (team, agent who handled it).
 TOUCHES = {

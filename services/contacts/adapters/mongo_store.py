@@ -16,18 +16,7 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from contacts.adapters.documents import (
-    Confirmations,
-    confirmation_from_document,
-    confirmation_to_document,
-    equalities,
-    erasure_from_document,
-    erasure_to_document,
-    from_document,
-    instant,
-    query_keys,
-    to_document,
-)
+from contacts.adapters import documents
 from contacts.domain.erasure import ErasureConfirmation, ErasureRecord
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact, Lifecycle
@@ -98,23 +87,23 @@ class MongoContactStore(MongoStore[ContactEvent]):
 
     async def get(self, contact_id: str) -> Contact | None:
         doc = await self._contacts.find_one({"_id": contact_id})
-        return from_document(doc) if doc else None
+        return documents.from_document(doc) if doc else None
 
     async def holder_of_email(self, email: str) -> str | None:
         row = await self._emails.find_one({"_id": email})
         return str(row["contact_id"]) if row else None
 
     async def list(self, f: ContactFilter, after: Cursor | None, limit: int) -> Sequence[Contact]:
-        query: db.Document = {"live": True, **equalities(f)}
+        query: db.Document = {"live": True, **documents.equalities(f)}
         if f.updated_since is not None:
-            query["updated_at"] = {"$gte": instant(f.updated_since)}
+            query["updated_at"] = {"$gte": documents.instant(f.updated_since)}
         if f.tag:
             query["tags"] = f.tag
         if f.teams is not None:
             # Beside a `team` filter, not over it: both must hold.
             query["$and"] = [{"team": {"$in": list(f.teams)}}]
         if after is not None and after.at is not None:
-            created_at = instant(after.at)
+            created_at = documents.instant(after.at)
             query["$or"] = [
                 {"created_at": {"$gt": created_at}},
                 {"created_at": created_at, "_id": {"$gt": after.id}},
@@ -141,7 +130,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
         query = {
             "live": True,
             "status": Lifecycle.ACTIVE.value,
-            "last_purchase_at": {"$lte": instant(purchased_before)},
+            "last_purchase_at": {"$lte": documents.instant(purchased_before)},
         }
         return await self._find(query, [("last_purchase_at", ASCENDING), ("_id", ASCENDING)], limit)
 
@@ -151,7 +140,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
         if limit <= 0:
             return []
         docs = await self._contacts.find(query).sort(list(sort)).limit(limit).to_list()
-        return [from_document(d) for d in docs]
+        return [documents.from_document(d) for d in docs]
 
     async def erasure(self, contact_id: str) -> ErasureRecord | None:
         found = await self._find_erasures({"_id": contact_id}, 1)
@@ -160,7 +149,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
     async def erasures(self, after: Cursor | None, limit: int) -> Sequence[ErasureRecord]:
         query: db.Document = {}
         if after is not None and after.at is not None:
-            erased_at = instant(after.at)
+            erased_at = documents.instant(after.at)
             query["$or"] = [
                 {"erased_at": {"$lt": erased_at}},
                 {"erased_at": erased_at, "_id": {"$lt": after.id}},
@@ -172,12 +161,12 @@ class MongoContactStore(MongoStore[ContactEvent]):
             return []
         order = [("erased_at", DESCENDING), ("_id", DESCENDING)]
         docs = await self._erasures.find(query).sort(order).limit(limit).to_list()
-        confirmations: Confirmations = {d["_id"]: [] for d in docs}
+        confirmations: documents.Confirmations = {d["_id"]: [] for d in docs}
         if docs:
             found = self._confirmations.find({"contact_id": {"$in": list(confirmations)}})
             for c in await found.to_list():
-                confirmations[c["contact_id"]].append(confirmation_from_document(c))
-        return [erasure_from_document(d, confirmations[d["_id"]]) for d in docs]
+                confirmations[c["contact_id"]].append(documents.confirmation_from_document(c))
+        return [documents.erasure_from_document(d, confirmations[d["_id"]]) for d in docs]
 
     # --- the one write path ------------------------------------------------------------------
 
@@ -197,7 +186,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
     async def _save(self, session: db.Session, c: Contact, expected: int) -> None:
         """The contact's document, then its emails in the collection whose unique `_id` is
         the one-holder rule."""
-        doc = {**to_document(c), **query_keys(c)}
+        doc = {**documents.to_document(c), **documents.query_keys(c)}
         await self._save_versioned(self._contacts, session, c.id, doc, expected)
         await self._emails.delete_many({"contact_id": c.id}, session=session)
         if not c.is_live:
@@ -217,7 +206,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
         transaction."""
         inserted = await self._erasures.update_one(
             {"_id": r.contact_id},
-            {"$setOnInsert": erasure_to_document(r)},
+            {"$setOnInsert": documents.erasure_to_document(r)},
             upsert=True,
             session=session,
         )
@@ -228,7 +217,7 @@ class MongoContactStore(MongoStore[ContactEvent]):
         """A service's first confirmation stays; a redelivered one finds its key taken."""
         await self._confirmations.update_one(
             {"_id": {"contact_id": c.contact_id, "service": c.service}},
-            {"$setOnInsert": confirmation_to_document(c)},
+            {"$setOnInsert": documents.confirmation_to_document(c)},
             upsert=True,
             session=session,
         )
