@@ -22,7 +22,8 @@ import grpc
 import psutil  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_TOKEN = "bench-token"

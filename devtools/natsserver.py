@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.listening import free_port, start_listening, stop
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM, INTERACTIONS_STREAM, StreamSpec
 from promesa.bus import inbox_prefix as service_inbox_prefix
 
@@ -182,12 +181,6 @@ def deploy_password_reference(user: str) -> str:
     return f"${user.upper()}_NATS_PASSWORD"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def nats_server_binary() -> str:
     local = Path(sys.executable).parent / "nats-server"
     found = str(local) if local.exists() else shutil.which("nats-server")
@@ -254,23 +247,15 @@ class NatsServer:
             "}\n" + authorization_config(self._passwords)
         )
         config.chmod(0o600)  # it holds the passwords
-        log_file = (self.store_dir / "nats.log").open("ab")
-        self._proc = subprocess.Popen(
+        self._proc = start_listening(
             [nats_server_binary(), "-c", str(config)],
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # Ctrl-C reaches whoever started it, who stops it last
+            log=self.store_dir / "nats.log",
+            host=self.host,
+            port=self.port,
+            timeout=timeout,
+            name="nats-server",
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited; see {self.store_dir / 'nats.log'}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise TimeoutError(f"nats-server did not listen on {self.address} within {timeout}s")
+        return self
 
     @property
     def pid(self) -> int:
@@ -278,13 +263,7 @@ class NatsServer:
         return self._proc.pid
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop(self._proc)
         self._proc = None
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, TypeVar
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.aio.msg import Msg
@@ -34,6 +36,27 @@ PAT = Identity("sup-pat", Role.SUPERVISOR, "paris")
 SAM = Identity("sup-sam", Role.SUPERVISOR)  # no team: supervises every team
 SVC = Identity("svc-followup", Role.SERVICE)
 CALLERS = {"ana": ANA, "pia": PIA, "ned": NED, "pat": PAT, "sam": SAM, "svc": SVC}
+
+
+@cache
+def mongodb_is_secantus(uri: str) -> bool:
+    """True when the MongoDB-protocol server of the tests is SecantusDB (it says so in
+    buildInfo): its query planner is simpler than mongod's, so plan assertions do not apply."""
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        uri, serverSelectionTimeoutMS=5000
+    )
+    with client:
+        return "secantusVersion" in client.admin.command("buildInfo")
+
+
+def mongod_planner_only(uri: str) -> pytest.MarkDecorator:
+    """For tests of mongod's query plans: skipped, with the reason, under SecantusDB."""
+    return pytest.mark.skipif(
+        bool(uri) and mongodb_is_secantus(uri),
+        reason="checks mongod's query planner; SecantusDB's simpler planner picks other plans",
+    )
 
 
 def bearer(token: str = AGENT_TOKEN) -> tuple[tuple[str, str], ...]:

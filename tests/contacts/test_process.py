@@ -13,7 +13,8 @@ from nats.aio.msg import Msg
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 from promesa.bus import CONTACTS_STREAM, EventBus
 from tests.contacts.conftest import contacts_env
 from tests.contacts.test_contacts_api import a_person

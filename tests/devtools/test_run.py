@@ -23,7 +23,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from grpc_health.v1 import health_pb2
 
-from devtools.natsserver import free_port
+from devtools.listening import free_port
 from devtools.run import DEV_TOKENS, SERVICES, banner, service_env, token_lines
 from tests.support import health_status
 

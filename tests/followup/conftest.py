@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
 from crm.followup.v1 import promise_pb2
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.bootstrap import FollowupApp, build
 from followup.domain.model import Promise

@@ -22,7 +22,8 @@ from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.followup.v1 import events_pb2 as followup_events
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2, reminder_pb2
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 from followup.adapters.contacts_client import GrpcContactDirectory
 from followup.domain.model import Channel
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM

@@ -13,7 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from crm.followup.v1 import followup_service_pb2 as followup_pb
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 from followup.entrypoints.grpc_api import SERVICE_NAME
 from tests.followup.conftest import followup_env
 from tests.support import eventually, health_status

@@ -67,7 +67,7 @@ from promesa.clock import ManualClock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.storage import AlreadyHandledError, IdempotencyKey, InboxKey, VersionConflictError
-from tests.support import plan_stages
+from tests.support import mongod_planner_only, plan_stages
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -959,6 +959,7 @@ class TestMongoPromiseStore(PromiseStoreContract):
         finally:
             await client.close()
 
+    @mongod_planner_only(MONGODB_URI)
     async def test_the_scheduler_finds_due_reminders_through_its_index(
         self, store: PromiseStore
     ) -> None:

@@ -14,7 +14,8 @@ from nats.aio.msg import Msg
 
 from crm.interactions.v1 import interactions_service_pb2 as interactions_pb
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
-from devtools.natsserver import NatsServer, free_port
+from devtools.listening import free_port
+from devtools.natsserver import NatsServer
 from promesa.bus import INTERACTIONS_STREAM, EventBus
 from promesa.ids import new_id
 from tests.interactions.conftest import an_interaction, announce_contact, interactions_env

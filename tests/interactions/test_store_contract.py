@@ -52,7 +52,7 @@ from interactions.ports import (
 )
 from promesa.clock import ManualClock
 from promesa.pagination import Cursor
-from tests.support import plan_stages
+from tests.support import mongod_planner_only, mongodb_is_secantus, plan_stages
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 AGENT = "agent-ana"
@@ -457,6 +457,23 @@ class TestSqliteInteractionStore(InteractionStoreContract):
 class TestMongoInteractionStore(InteractionStoreContract):
     database: str
 
+    @pytest.fixture(autouse=True)
+    def _secantus_range_scan(self, request: pytest.FixtureRequest) -> None:
+        """A time window over the timeline index is a range on `occurred_us` followed by `_id`:
+        SecantusDB 0.7.0b3 returns too few rows from such a scan (reproduced on its own in
+        tests/platform/test_mongo_wire.py). The query is right for MongoDB, so it stays; the
+        case is an expected failure there, strict, so that a fixed release shows up."""
+        callspec = getattr(request.node, "callspec", None)
+        if (
+            request.node.originalname == "test_the_timeline_is_newest_first_and_filtered"
+            and callspec is not None
+            and callspec.id == "window"
+            and mongodb_is_secantus(MONGODB_URI)
+        ):
+            request.applymarker(
+                pytest.mark.xfail(strict=True, reason="SecantusDB compound-index range scan")
+            )
+
     async def create_store(self, tmp_path: Path, clock: ManualClock) -> InteractionStore:
         self.database = f"promesa_contract_{uuid.uuid4().hex}"
         return await MongoInteractionStore.open(
@@ -471,6 +488,7 @@ class TestMongoInteractionStore(InteractionStoreContract):
         finally:
             await client.close()
 
+    @mongod_planner_only(MONGODB_URI)
     @pytest.mark.parametrize(("f", "scope"), PLANNED)
     async def test_a_timeline_page_is_read_from_the_index_without_sorting(
         self, history: InteractionStore, clock: ManualClock, f: TimelineFilter, scope: Scope | None

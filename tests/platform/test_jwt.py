@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from google.protobuf import wrappers_pb2
 
-from devtools.natsserver import free_port
+from devtools.listening import free_port
 from promesa.auth import (
     ApiTokens,
     Identity,
