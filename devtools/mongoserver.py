@@ -8,6 +8,7 @@ the stores refuse such a server at boot.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,5 +84,8 @@ class MongoServer:
         return int(self._proc.pid)
 
     def stop(self) -> None:
+        """SIGINT first: secantusd-py shuts down cleanly on it (and ignores SIGTERM)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
         stop(self._proc)
         self._proc = None

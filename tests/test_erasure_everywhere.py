@@ -1,28 +1,28 @@
 """End to end: a person erased in the contacts service is gone from every event stream, and
-the erasure record shows that each service that held their data confirmed it."""
+the erasure record shows that each service that held their data confirmed it; on SQLite and on
+MongoDB (tests/whole_system.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
-from pathlib import Path
-
-import pytest
 
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
 from devtools.natsserver import NatsServer
 from promesa.bus import CONTACTS_STREAM, FOLLOWUP_STREAM, INTERACTIONS_STREAM
+from tests import whole_system
 from tests.contacts.conftest import RunningContacts
 from tests.contacts.test_contacts_api import a_person, create
-from tests.followup.conftest import RunningFollowup, followup_env, start_followup
-from tests.interactions import conftest as interactions_fixtures
+from tests.followup.conftest import RunningFollowup
 from tests.interactions.conftest import RunningInteractions, a_promise, an_interaction, record
 from tests.support import SUPERVISOR_TOKEN, bearer, eventually, stream_messages
 
-contacts_service = interactions_fixtures.contacts_service
-interactions_beside_contacts = interactions_fixtures.interactions_beside_contacts
+# The three services on the backend of the test's parameter, [sqlite] or [mongodb].
+backend = whole_system.backend
+contacts_service = whole_system.contacts_service
+interactions_beside_contacts = whole_system.interactions_beside_contacts
+followup_beside = whole_system.followup_beside
 
 NAME = "Ximena Quintanilla"
 PREFERRED = "Xime"
@@ -34,17 +34,6 @@ NOTES = "She keeps the receipt in a blue folder"
 OUTCOME = "Replacement offered to Ximena"
 PROMISE = "Phone Ximena once the spare gasket arrives"
 EVERYTHING_ABOUT_HER = (NAME, PREFERRED, EMAIL, PHONE, PHONE_E164, SUMMARY, NOTES, OUTCOME, PROMISE)
-
-
-@pytest.fixture
-async def followup_beside(
-    contacts_service: RunningContacts, nats_server: NatsServer, tmp_path: Path
-) -> AsyncIterator[RunningFollowup]:
-    svc = await start_followup(
-        nats_server, followup_env(nats_server, tmp_path / "followup"), contacts_service.clock
-    )
-    yield svc
-    await svc.stop()
 
 
 async def every_message(nats: NatsServer, followup: RunningFollowup) -> list[bytes]:
@@ -75,7 +64,7 @@ async def test_an_erased_person_is_in_no_stream_and_every_service_confirms(
         a_person(display_name=NAME, preferred_name=PREFERRED, emails=[EMAIL], phones=[PHONE]),
     )
     await eventually(lambda: interactions.store.contact(person.id))
-    await eventually(lambda: followup.store.profile(person.id))
+    await eventually(lambda: followup.app.store.profile(person.id))
     touch = await record(
         interactions,
         an_interaction(

@@ -1,20 +1,19 @@
 """End to end: a complaint recorded in the interactions service becomes a tracked promise in the
-follow-up service, reminders fire as the clock moves, and three replicas share the work."""
+follow-up service, reminders fire as the clock moves, and three replicas share the work. Each
+test runs on SQLite and on MongoDB (tests/whole_system.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
 from devtools.natsserver import NatsServer
 from followup.domain.reminders import Outcome, ReminderKind
 from promesa.clock import ManualClock
+from tests import whole_system
 from tests.contacts.conftest import RunningContacts
 from tests.followup.conftest import (
     RecordingNotifier,
@@ -23,7 +22,6 @@ from tests.followup.conftest import (
     followup_env,
     start_followup,
 )
-from tests.interactions import conftest as interactions_fixtures
 from tests.interactions.conftest import (
     RunningInteractions,
     an_interaction,
@@ -32,21 +30,13 @@ from tests.interactions.conftest import (
 )
 from tests.interactions.conftest import a_promise as promised_in_interaction
 from tests.support import bearer, eventually
+from tests.whole_system import Backend
 
-contacts_service = interactions_fixtures.contacts_service
-interactions_beside_contacts = interactions_fixtures.interactions_beside_contacts
-
-
-@pytest.fixture
-async def followup_beside(
-    contacts_service: RunningContacts, nats_server: NatsServer, tmp_path: Path
-) -> AsyncIterator[RunningFollowup]:
-    """The follow-up service next to the other two, on their clock."""
-    svc = await start_followup(
-        nats_server, followup_env(nats_server, tmp_path), contacts_service.clock
-    )
-    yield svc
-    await svc.stop()
+# The three services on the backend of the test's parameter, [sqlite] or [mongodb].
+backend = whole_system.backend
+contacts_service = whole_system.contacts_service
+interactions_beside_contacts = whole_system.interactions_beside_contacts
+followup_beside = whole_system.followup_beside
 
 
 async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
@@ -59,7 +49,7 @@ async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
     contact_id = await contact_in_both(
         contacts_service, interactions_beside_contacts, "flow@example.com"
     )
-    await eventually(lambda: followup.store.profile(contact_id))
+    await eventually(lambda: followup.app.store.profile(contact_id))
     # when an agent records a complaint with a promise due in two days,
     interaction = await record(
         interactions_beside_contacts,
@@ -106,11 +96,12 @@ async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
 
 
 async def test_three_replicas_deliver_each_of_1000_reminders_exactly_once(
-    nats_server: NatsServer, tmp_path: Path
+    backend: Backend, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     clock = ManualClock()
     recorder = RecordingNotifier()
-    env = followup_env(nats_server, tmp_path, CRM_REMINDER_BATCH="100")
+    # One store for the three, as three pods share one database.
+    env = followup_env(nats_server, tmp_path, CRM_REMINDER_BATCH="100", **backend.env("followup"))
     replicas = [await start_followup(nats_server, env, clock, recorder=recorder) for _ in range(3)]
     a, b, c = replicas
     try:
@@ -134,7 +125,7 @@ async def test_three_replicas_deliver_each_of_1000_reminders_exactly_once(
         # when one replica claims a batch and dies before sending it, another is stopped
         # mid-way, and the replicas race for the rest,
         lease = timedelta(seconds=float(env.get("CRM_REMINDER_LEASE_SECONDS", "60")))
-        orphaned = await c.store.claim_due(clock.now(), clock.now() + lease, 100)
+        orphaned = await c.app.store.claim_due(clock.now(), clock.now() + lease, 100)
         await c.stop()
         first = await asyncio.gather(a.scheduler.tick(), b.scheduler.tick())
         await b.stop()
@@ -151,7 +142,7 @@ async def test_three_replicas_deliver_each_of_1000_reminders_exactly_once(
         counts = recorder.counts()
         assert len(counts) == 1000 and set(counts.values()) == {1}
         assert {c.delivery.id for c in orphaned} <= set(counts)
-        records = await a.store.deliveries("", "", None, 10_000)
+        records = await a.app.store.deliveries("", "", None, 10_000)
         at_due = [r for r in records if r.kind is ReminderKind.AT_DUE]
         assert len(at_due) == 1000
         assert all(r.outcome is Outcome.DELIVERED and r.rounds == 1 for r in at_due)

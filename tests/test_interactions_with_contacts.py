@@ -1,4 +1,5 @@
-"""End to end: the contacts service reacts to the touches the real interactions service records."""
+"""End to end: the contacts service reacts to the touches the real interactions service records,
+on SQLite and on MongoDB (tests/whole_system.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import timedelta
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from promesa.protos import to_timestamp
+from tests import whole_system
 from tests.contacts.conftest import RunningContacts
-from tests.interactions import conftest as interactions_fixtures
 from tests.interactions.conftest import (
     RunningInteractions,
     a_purchase,
@@ -18,9 +19,11 @@ from tests.interactions.conftest import (
 )
 from tests.support import bearer, eventually
 
-# Both services in this process, on one clock: contacts first, interactions beside it.
-contacts_service = interactions_fixtures.contacts_service
-interactions_beside_contacts = interactions_fixtures.interactions_beside_contacts
+# Both services in this process, on one clock: contacts first, interactions beside it, on the
+# backend of the test's parameter, [sqlite] or [mongodb].
+backend = whole_system.backend
+contacts_service = whole_system.contacts_service
+interactions_beside_contacts = whole_system.interactions_beside_contacts
 
 
 async def contact_where(

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 
 from promesa import metrics
 from promesa.auth import acting_as, worker_identity
+from promesa.errors import UnavailableError
 from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
 
 log = structlog.get_logger(__name__)
@@ -270,7 +271,7 @@ class DurableConsumer:
             if delivery > 1:
                 metrics.EVENTS_REDELIVERED.labels(self._service, self._durable).inc()
             try:
-                await self._handler(event)
+                await self._while_available(msg, lambda: self._handler(event))
             except UndecodableEventError as exc:
                 await self._give_up(msg, event, f"undecodable: {exc}")
                 return
@@ -285,8 +286,28 @@ class DurableConsumer:
             await msg.ack()
             metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "ok").inc()
 
+    async def _while_available(self, msg: Msg, action: Callable[[], Awaitable[None]]) -> None:
+        """Runs `action`; while the database is away (UnavailableError) the event is held, not
+        spent: the delivery is kept in progress and the action runs again after a back-off, so
+        an outage never uses up an event's deliveries (nor loses one whose dead letter could
+        not be written). A stop during the outage gives the event back to JetStream."""
+        backoff = 0.5
+        while True:
+            try:
+                await action()
+                return
+            except UnavailableError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("event_waits_for_database", error=str(exc), retry_in=backoff)
+                metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "waiting").inc()
+                await msg.in_progress()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, self._ack_wait / 3)
+
     async def _give_up(self, msg: Msg, event: IncomingEvent, error: str) -> None:
-        await self._dead_letters(self._durable, event, error)
+        await self._while_available(msg, lambda: self._dead_letters(self._durable, event, error))
         log.error("event_dead_lettered", delivery=event.delivery, error=error)
         metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()
         metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "dead_letter").inc()

@@ -81,6 +81,12 @@ class FailedPreconditionError(PromesaError):
     """The request is well formed but the resource is not in a state that allows it."""
 
 
+class UnavailableError(PromesaError):
+    """A backing service (the database) cannot be reached right now; the request may be sent
+    again once it is back (UNAVAILABLE). The message says whether anything may have been
+    written: a create with a request id is safe to resend either way."""
+
+
 class UnauthenticatedError(PromesaError):
     pass
 

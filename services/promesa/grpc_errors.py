@@ -26,6 +26,7 @@ _CODES: list[tuple[type[errors.PromesaError], grpc.StatusCode]] = [
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (errors.PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.UnavailableError, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

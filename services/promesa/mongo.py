@@ -8,26 +8,48 @@ by `rs.initiate()`, is enough for development).
 
 Times are stored as ISO-8601 strings of aware UTC datetimes, as the SQLite stores keep them:
 they sort chronologically as strings, and BSON dates would drop the microseconds.
+
+Failures are translated here, at the edge, so that neither the domain nor the gRPC edge knows
+PyMongo: a lost server is UnavailableError (`at_the_edge`, which `MongoStore` puts around every
+public method of a store), write conflicts that never settle are ContentionError.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import functools
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+import structlog
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
+from pymongo.errors import (
+    CollectionInvalid,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from promesa.errors import ContentionError, UnavailableError, clip
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.settings import ConfigError
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Document = dict[str, Any]
 Client = AsyncMongoClient[Document]
 Database = AsyncDatabase[Document]
@@ -35,6 +57,18 @@ Collection = AsyncCollection[Document]
 Session = AsyncClientSession
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5_000
+# Write conflicts between concurrent transactions are retried this long, then the caller is told
+# to try again (ABORTED). PyMongo's `with_transaction` keeps going for 120 s.
+WRITE_CONFLICT_RETRY_SECONDS = 30.0
+_BACKOFF_FIRST = 0.005
+_BACKOFF_MAX = 0.5
+
+UNREACHABLE = "the database cannot be reached; try again later"
+COMMIT_UNKNOWN = (
+    "the database stopped answering while the change was being committed, so it may have been"
+    " saved: read it before sending the request again (a create with the same request_id is"
+    " safe to resend)"
+)
 
 OUTBOX = "outbox"
 COUNTERS = "counters"
@@ -60,8 +94,48 @@ PLATFORM_INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-class TransactionsUnsupportedError(RuntimeError):
-    """The server is a standalone mongod: multi-document transactions need a replica set."""
+class TransactionsUnsupportedError(ConfigError):
+    """The server is a standalone mongod: multi-document transactions need a replica set. A
+    configuration error (CRM_MONGODB_URI names the wrong kind of server), which the message
+    names, so that a service refuses to boot with it rather than with a traceback."""
+
+
+def unavailable(exc: PyMongoError) -> UnavailableError:
+    """What a caller is told when the database went away (logged here, once, with PyMongo's
+    reason, which the caller does not need): whether the change may have been saved."""
+    unknown = exc.has_error_label("UnknownTransactionCommitResult")
+    log.warning(
+        "database_unavailable",
+        error_type=type(exc).__name__,
+        error=clip(str(exc), 300),
+        commit_unknown=unknown,
+    )
+    return UnavailableError(COMMIT_UNKNOWN if unknown else UNREACHABLE)
+
+
+def lost_server(exc: PyMongoError) -> bool:
+    """A connection failure (no server selected, socket closed or timed out, primary gone),
+    or a commit that could not be confirmed: the database, not the request, is at fault."""
+    return isinstance(exc, ConnectionFailure) or exc.has_error_label(
+        "UnknownTransactionCommitResult"
+    )
+
+
+def at_the_edge(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """`method` with a lost server turned into UnavailableError (gRPC UNAVAILABLE): the one
+    place where PyMongo's connection failures (ServerSelectionTimeoutError, AutoReconnect,
+    NetworkTimeout, ...) stop, so that use cases, consumers and the relay see a PromesaError."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except PyMongoError as exc:
+            if lost_server(exc):
+                raise unavailable(exc) from exc
+            raise
+
+    return guarded
 
 
 def to_iso(value: datetime) -> str:
@@ -73,15 +147,25 @@ def connect(
     uri: str,
     *,
     app_name: str = "promesa",
-    server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    server_selection_timeout_ms: int | None = None,
 ) -> Client:
-    """A client that connects lazily; `tz_aware` so any BSON date read back is aware UTC."""
-    return AsyncMongoClient(
-        uri,
-        tz_aware=True,
-        appname=app_name,
-        serverSelectionTimeoutMS=server_selection_timeout_ms,
-    )
+    """A client that connects lazily; `tz_aware` so any BSON date read back is aware UTC.
+
+    The server selection timeout is how long a call waits for a server before the caller is
+    told UNAVAILABLE: the argument when given, else the URI's `serverSelectionTimeoutMS`,
+    else DEFAULT_SERVER_SELECTION_TIMEOUT_MS (PyMongo's own default is 30 s)."""
+    options: dict[str, Any] = {"tz_aware": True, "appname": app_name}
+    if server_selection_timeout_ms is not None:
+        options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
+    elif not _uri_sets(uri, "serverSelectionTimeoutMS"):
+        options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
+    return AsyncMongoClient(uri, **options)
+
+
+def _uri_sets(uri: str, option: str) -> bool:
+    """True when the connection string's options name `option` (names are case-insensitive)."""
+    query = uri.partition("?")[2]
+    return any(pair.partition("=")[0].lower() == option.lower() for pair in re.split("[&;]", query))
 
 
 async def open_database(
@@ -89,7 +173,7 @@ async def open_database(
     name: str,
     *,
     app_name: str = "promesa",
-    server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    server_selection_timeout_ms: int | None = None,
 ) -> tuple[Client, Database]:
     """Connects, checks that transactions are available and creates the platform collections.
 
@@ -124,9 +208,13 @@ async def require_transactions(client: Client) -> None:
         hello = await client.admin.command("isMaster")  # servers older than 4.4.2
     if "setName" in hello or hello.get("msg") == "isdbgrid":
         return
+    # The address, never the URI: that may hold a password.
+    where = ", ".join(sorted(f"{host}:{port}" for host, port in client.nodes)) or "the server"
     raise TransactionsUnsupportedError(
-        "MongoDB is a standalone server, but the stores need multi-document transactions:"
-        " use a replica set (a single node started with --replSet and rs.initiate() will do)"
+        f"MongoDB at {where} is a standalone server, but the stores need multi-document"
+        " transactions, which only a replica set or a sharded cluster offers: point"
+        " CRM_MONGODB_URI at a replica set member or a mongos (for development, one mongod"
+        " started with --replSet rs0 and initiated with rs.initiate() will do)"
     )
 
 
@@ -147,23 +235,75 @@ async def ensure_collections(db: Database, indexes: Mapping[str, Sequence[IndexM
             await db[name].create_indexes(models)
 
 
-async def run_transaction(client: Client, callback: Callable[[Session], Awaitable[T]]) -> T:
+async def run_transaction(
+    client: Client, callback: Callable[[Session], Awaitable[T]], *, database: str = ""
+) -> T:
     """Runs `callback` in one transaction (replica set required) and commits it.
 
-    PyMongo's `with_transaction` re-runs the whole callback on a TransientTransactionError
-    (a write conflict with a concurrent transaction) and retries a commit whose outcome is
-    unknown, so the callback must not keep state between attempts. Any other exception
-    raised by the callback, such as a domain error, aborts the transaction and propagates
-    unchanged. The callback must not continue after a failed command: the server aborts
-    the transaction on a command error, so the helpers below use upserts that report
-    "already there" instead of failing on a duplicate key.
+    A write conflict with a concurrent transaction (TransientTransactionError) aborts and
+    re-runs the whole callback after a short random back-off, for up to
+    WRITE_CONFLICT_RETRY_SECONDS and then ContentionError (ABORTED), so the callback must not
+    keep state between attempts. A connection lost mid-transaction is tried once more (that
+    attempt waits for a server as long as the server selection timeout allows, which rides out
+    a short failover); a lost connection after that, or no server found within the timeout,
+    propagates for `at_the_edge` to answer UNAVAILABLE: PyMongo's `with_transaction` would
+    retry it for two minutes while the caller waits. A commit whose outcome is unknown is
+    never re-run: commitTransaction is sent again for a write-concern failure, and a lost
+    connection propagates. Any other exception raised by the callback, such as a domain error,
+    aborts the transaction and propagates unchanged. The callback must not continue after a
+    failed command: the server aborts the transaction on a command error, so the helpers below
+    use upserts that report "already there" instead of failing on a duplicate key.
     """
+    deadline = time.monotonic() + WRITE_CONFLICT_RETRY_SECONDS
+    reconnecting = False
+    attempt = 0
     async with client.start_session() as session:
-        return await session.with_transaction(
-            callback,
-            read_concern=ReadConcern("snapshot"),
-            write_concern=WriteConcern("majority"),
-        )
+        while True:
+            attempt += 1
+            try:
+                return await _transaction(session, callback, deadline)
+            except PyMongoError as exc:
+                if lost_server(exc):
+                    # Having waited a whole selection timeout for a server, do not wait again.
+                    waited = isinstance(exc, ServerSelectionTimeoutError)
+                    if (
+                        reconnecting
+                        or waited
+                        or exc.has_error_label("UnknownTransactionCommitResult")
+                    ):
+                        raise
+                    reconnecting = True
+                elif not exc.has_error_label("TransientTransactionError"):
+                    raise
+                elif time.monotonic() >= deadline:
+                    raise ContentionError("database", database) from exc
+            # Jittered, so that writers that collided do not collide again in step.
+            await asyncio.sleep(random.random() * min(_BACKOFF_FIRST * 1.5**attempt, _BACKOFF_MAX))
+
+
+async def _transaction(
+    session: Session, callback: Callable[[Session], Awaitable[T]], deadline: float
+) -> T:
+    """One attempt: start, run the callback (abort on any exception), commit."""
+    await session.start_transaction(
+        read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
+    )
+    try:
+        result = await callback(session)
+    except BaseException:
+        if session.in_transaction:
+            await session.abort_transaction()  # best effort: PyMongo ignores its errors
+        raise
+    while True:
+        try:
+            await session.commit_transaction()
+            return result
+        except PyMongoError as exc:
+            # Committing again is safe (the same transaction number), and the only way to learn
+            # the outcome of a commit that timed out waiting for its write concern.
+            unknown = exc.has_error_label("UnknownTransactionCommitResult")
+            if not unknown or isinstance(exc, ConnectionFailure) or time.monotonic() >= deadline:
+                raise
 
 
 # --- outbox -------------------------------------------------------------------------------------

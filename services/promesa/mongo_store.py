@@ -3,6 +3,7 @@ idempotency and dead-letter methods the relay and consumers use, the same for ev
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -24,10 +25,19 @@ E = TypeVar("E")
 
 class MongoStore(Generic[E]):
     """Subclasses name their collections' indexes and set up their collection handles in
-    `_collections`; every write runs in `promesa.mongo.run_transaction`."""
+    `_collections`; every write runs in `promesa.mongo.run_transaction`.
+
+    Every public coroutine method, the base's and each subclass's, is wrapped in
+    `promesa.mongo.at_the_edge`: a lost server leaves the store as UnavailableError (gRPC
+    UNAVAILABLE), whatever the method, so no adapter has to remember to catch PyMongo's
+    connection failures, and no caller has to know them."""
 
     APP_NAME: ClassVar[str]
     INDEXES: ClassVar[Mapping[str, Sequence[Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _guard_public_methods(cls)
 
     def __init__(
         self,
@@ -54,9 +64,11 @@ class MongoStore(Generic[E]):
         encode: Callable[[E], OutgoingEvent],
         clock: Clock,
         *,
-        server_selection_timeout_ms: int = db.DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        server_selection_timeout_ms: int | None = None,
     ) -> Self:
-        """Connects to a replica set, creating collections and indexes that are missing."""
+        """Connects to a replica set, creating collections and indexes that are missing.
+        Without a timeout, the URI's `serverSelectionTimeoutMS` or the default applies
+        (`promesa.mongo.connect`)."""
         client, database_ = await db.open_database(
             uri,
             database,
@@ -96,7 +108,7 @@ class MongoStore(Generic[E]):
             await apply(session)
             await db.append_outbox(self._db, session, events)
 
-        await db.run_transaction(self._client, write)
+        await db.run_transaction(self._client, write, database=self._db.name)
 
     @staticmethod
     async def _save_versioned(
@@ -155,3 +167,13 @@ class MongoStore(Generic[E]):
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _guard_public_methods(cls: type) -> None:
+    """Wraps the coroutine methods `cls` itself defines (inherited ones are wrapped already)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, db.at_the_edge(member))
+
+
+_guard_public_methods(MongoStore)

@@ -195,7 +195,11 @@ def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Appli
             print(f"{name}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         configure_logging(settings.common.log_level, name)
-        app = await build(settings)
+        try:
+            app = await build(settings)
+        except ConfigError as exc:  # found only on connecting, e.g. a server without transactions
+            print(f"{name}: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         await app.runtime.serve_until_signalled()
 
     uvloop.run(main())

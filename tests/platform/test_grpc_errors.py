@@ -64,6 +64,7 @@ def bad_request_of(status: grpc.Status) -> error_details_pb2.BadRequest:
         (errors.AlreadyExistsError("taken", "c-1"), grpc.StatusCode.ALREADY_EXISTS),
         (errors.StaleEtagError("contact", "c-1"), grpc.StatusCode.ABORTED),
         (errors.ContentionError("contact", "c-1"), grpc.StatusCode.ABORTED),
+        (errors.UnavailableError("the database cannot be reached"), grpc.StatusCode.UNAVAILABLE),
         (errors.FailedPreconditionError("not open"), grpc.StatusCode.FAILED_PRECONDITION),
         (errors.UnauthenticatedError("who?"), grpc.StatusCode.UNAUTHENTICATED),
         (errors.PermissionDeniedError("no"), grpc.StatusCode.PERMISSION_DENIED),

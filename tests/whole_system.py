@@ -1,0 +1,147 @@
+"""The three services in one process for end-to-end tests, on the store backend the test is
+parametrized with: the embedded SQLite, and MongoDB (the session's server, tests/conftest.py),
+where each service has a database of its own, as in production, and replicas of one service
+share theirs, as pods would.
+
+A test module takes the fixtures by name (`contacts_service = whole_system.contacts_service`);
+every test that uses them runs once per backend, `[sqlite]` and `[mongodb]`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from pymongo import AsyncMongoClient
+
+from contacts.bootstrap import build as build_contacts
+from contacts.settings import ContactsSettings
+from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
+from devtools.natsserver import NatsServer
+from interactions.bootstrap import build as build_interactions
+from interactions.settings import InteractionsSettings
+from promesa.bus import EventBus
+from promesa.clock import ManualClock
+from promesa.settings import Env
+from tests.contacts.conftest import RunningContacts, contacts_env
+from tests.followup.conftest import RunningFollowup, followup_env, start_followup
+from tests.interactions.conftest import RunningInteractions, interactions_env
+
+STORES = ("sqlite", "mongodb")
+MONGODB_URI = "CRM_TEST_MONGODB_URI"
+
+
+@dataclass
+class Backend:
+    """The store a test runs on, and the environment that puts a service on it."""
+
+    store: str
+    databases: dict[str, str] = field(default_factory=dict)  # service -> its database
+
+    def env(self, service: str) -> dict[str, str]:
+        """Extra environment for `service`; on MongoDB, the same database every time it is
+        asked for the same service in one test (replicas), a new one for another service."""
+        if self.store == "sqlite":
+            return {}
+        database = self.databases.setdefault(service, f"e2e_{service}_{uuid.uuid4().hex[:16]}")
+        return {
+            "CRM_STORE": "mongodb",
+            "CRM_MONGODB_URI": os.environ[MONGODB_URI],
+            "CRM_MONGODB_DATABASE": database,
+        }
+
+    async def drop(self) -> None:
+        """Drops the test's databases, so the session's in-memory server stays small."""
+        if not self.databases:
+            return
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(os.environ[MONGODB_URI])
+        try:
+            for database in self.databases.values():
+                await client.drop_database(database)
+        finally:
+            await client.close()
+
+
+@pytest.fixture(params=STORES)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    chosen = Backend(str(request.param))
+    yield chosen
+    await chosen.drop()
+
+
+@asynccontextmanager
+async def running_contacts(
+    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
+) -> AsyncIterator[RunningContacts]:
+    """tests/contacts/conftest.py's `contacts_service`, with extra environment."""
+    settings = ContactsSettings.from_env(Env(contacts_env(nats, data, **extra)))
+    app = await build_contacts(settings, clock)
+    port = await app.runtime.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    bus = EventBus(nats.url, name="contacts-test")
+    await bus.connect()
+    try:
+        yield RunningContacts(app, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
+    finally:
+        await channel.close(None)
+        await bus.close()
+        await app.runtime.stop()
+
+
+@asynccontextmanager
+async def running_interactions(
+    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
+) -> AsyncIterator[RunningInteractions]:
+    """tests/interactions/conftest.py's `running_interactions`, with extra environment."""
+    settings = InteractionsSettings.from_env(Env(interactions_env(nats, data, **extra)))
+    app = await build_interactions(settings, clock)
+    port = await app.runtime.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    bus = EventBus(nats.url, name="interactions-test")
+    await bus.connect()
+    stub = interactions_grpc.InteractionsServiceStub(channel)
+    try:
+        yield RunningInteractions(app, clock, channel, stub, bus)
+    finally:
+        await channel.close(None)
+        await bus.close()
+        await app.runtime.stop()
+
+
+@pytest.fixture
+async def contacts_service(
+    backend: Backend, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[RunningContacts]:
+    async with running_contacts(
+        nats_server, tmp_path, ManualClock(), **backend.env("contacts")
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+async def interactions_beside_contacts(
+    backend: Backend, contacts_service: RunningContacts, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[RunningInteractions]:
+    """The interactions service next to the contacts service, both on one clock."""
+    async with running_interactions(
+        nats_server, tmp_path, contacts_service.clock, **backend.env("interactions")
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+async def followup_beside(
+    backend: Backend, contacts_service: RunningContacts, nats_server: NatsServer, tmp_path: Path
+) -> AsyncIterator[RunningFollowup]:
+    """The follow-up service next to the other two, on their clock."""
+    env = followup_env(nats_server, tmp_path, **backend.env("followup"))
+    svc = await start_followup(nats_server, env, contacts_service.clock)
+    yield svc
+    await svc.stop()
