@@ -1,4 +1,5 @@
-"""`make run`: NATS with JetStream and every service that exists, on the embedded SQLite default.
+"""`make run`: NATS with JetStream and every service that exists, on the embedded SQLite default,
+or on MongoDB with `CRM_STORE=mongodb make run`.
 
 Safe by default: everything listens on 127.0.0.1 only (gRPC, metrics, NATS) unless
 CRM_RUN_HOST says otherwise; each service reaches NATS as its own user; the development tokens
@@ -7,14 +8,21 @@ included, works out of the box. The banner lists the tokens, the read-only opera
 credentials, and says "ready" only once every service answers gRPC health.
 
 Data lives under ./data (CRM_DATA_DIR), so it survives a restart. Ctrl-C stops the services
-(SIGTERM, so each flushes its outbox) and then NATS.
+(SIGTERM, so each flushes its outbox), then NATS, then the MongoDB server if it started one.
+
+MongoDB: unless CRM_MONGODB_URI names a server, `make run` starts SecantusDB's `secantusd-py`
+(a development dependency that speaks MongoDB's wire protocol, with transactions) on
+127.0.0.1:CRM_MONGODB_PORT (27017), its data in data/mongodb. Each service gets a database of
+its own (promesa_<service>, or CRM_<SERVICE>_MONGODB_DATABASE), as in production.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +33,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.mongoserver import MongoServer
 from devtools.natsserver import OPERATOR, NatsServer
 from promesa.auth import Identity, parse_tokens
+from promesa.settings import without_credentials
 
 SERVICES = {"contacts": (50051, 9101), "interactions": (50052, 9102), "followup": (50053, 9103)}
 # token, subject, role, team ("" = none; a supervisor without a team supervises every team)
@@ -45,6 +55,7 @@ DEV_TOKENS = ",".join(
 DEV_SUPERVISORS = "team-a=supervisor-1,*=lead-1"
 DEV_SERVICE_TOKEN = "dev-service-token"
 READY_SECONDS = 60.0
+MONGODB_PORT = 27017
 
 
 def _has_main(package: str) -> bool:
@@ -71,8 +82,41 @@ def ports(name: str, environ: Mapping[str, str]) -> tuple[int, int]:
     )
 
 
+def mongodb_database(name: str, environ: Mapping[str, str]) -> str:
+    """A database per service, as in production: a CRM_MONGODB_DATABASE meant for one service
+    would otherwise put all three in one database, where their outboxes and inboxes collide."""
+    return environ.get(f"CRM_{name.upper()}_MONGODB_DATABASE", f"promesa_{name}")
+
+
+def local_mongodb(environ: Mapping[str, str], data: Path) -> MongoServer | None:
+    """The server `CRM_STORE=mongodb make run` starts, unless CRM_MONGODB_URI names one: on
+    loopback only (it has no users), on CRM_MONGODB_PORT, its data in data/mongodb."""
+    if environ.get("CRM_STORE") != "mongodb" or environ.get("CRM_MONGODB_URI"):
+        return None
+    port = int(environ.get("CRM_MONGODB_PORT", MONGODB_PORT))
+    return MongoServer(data / "mongodb", data_dir=data / "mongodb" / "db", port=port)
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens there already: a server that answered on its port (a local
+    mongod on 27017, say) would otherwise be mistaken for the one just started."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def service_env(
-    name: str, environ: Mapping[str, str], nats: NatsServer, data: Path, host: str, tokens: str
+    name: str,
+    environ: Mapping[str, str],
+    nats: NatsServer,
+    data: Path,
+    host: str,
+    tokens: str,
+    mongodb_uri: str = "",
 ) -> dict[str, str]:
     grpc_port, metrics_port = ports(name, environ)
     contacts_port, _ = ports("contacts", environ)
@@ -87,7 +131,10 @@ def service_env(
         "CRM_SQLITE_PATH": str(data / f"{name}.db"),
         "CRM_TEAM_SUPERVISORS": environ.get("CRM_TEAM_SUPERVISORS", DEV_SUPERVISORS),
         "CRM_CONTACTS_ADDRESS": f"{reachable(host)}:{contacts_port}",
+        "CRM_MONGODB_DATABASE": mongodb_database(name, environ),
     }
+    if mongodb_uri:
+        env["CRM_MONGODB_URI"] = mongodb_uri
     if tokens == DEV_TOKENS:
         env.setdefault("CRM_SERVICE_TOKEN", DEV_SERVICE_TOKEN)
     return env
@@ -105,13 +152,31 @@ def token_lines(tokens: str) -> list[str]:
     return lines
 
 
+def store_lines(environ: Mapping[str, str], data: Path, mongo: MongoServer | None) -> list[str]:
+    """Where the services keep their data; a URI of the caller's only without credentials."""
+    if environ.get("CRM_STORE") != "mongodb":
+        return [f"store        sqlite, a file per service in {data}"]
+    databases = ", ".join(mongodb_database(name, environ) for name in SERVICES)
+    if mongo is None:
+        where = f"{without_credentials(environ.get('CRM_MONGODB_URI', ''))}  (CRM_MONGODB_URI)"
+    else:
+        where = f"{mongo.uri}  (secantusd-py, data in {mongo.data_dir})"
+    return [f"store        mongodb {where}", f"             databases {databases}"]
+
+
 def banner(
-    nats: NatsServer, data: Path, host: str, environ: Mapping[str, str], tokens: str
+    nats: NatsServer,
+    data: Path,
+    host: str,
+    environ: Mapping[str, str],
+    tokens: str,
+    mongo: MongoServer | None = None,
 ) -> list[str]:
     at = reachable(host)
     operator = nats.url_for(OPERATOR)
     lines = [
         f"data         {data}",
+        *store_lines(environ, data, mongo),
         f"nats         {nats.address}  (each service connects as its own NATS user)",
         f"  operator   user {OPERATOR}, password {nats.password(OPERATOR)}  (read-only:"
         " stream info, messages by sequence, live events on crm.>)",
@@ -140,22 +205,27 @@ def serving(address: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def main() -> int:
-    environ = dict(os.environ)
-    data = Path(environ.get("CRM_DATA_DIR", "data")).resolve()
-    host = environ.get("CRM_RUN_HOST", "127.0.0.1")
-    tokens = environ.get("CRM_API_TOKENS", DEV_TOKENS)
-    ready_seconds = float(environ.get("CRM_RUN_READY_SECONDS", READY_SECONDS))
-    present = [s for s in SERVICES if _has_main(s)]
-    nats = NatsServer(data / "nats", port=int(environ.get("CRM_NATS_PORT", "4222"))).start()
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name in present:
-        env = service_env(name, environ, nats, data, host, tokens)
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", name], env=env, start_new_session=True
-        )
-    print("\n".join(banner(nats, data, host, environ, tokens)), flush=True)
+def stop_services(procs: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to all, so each flushes its outbox, then wait for each (a kill after 30 s)."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
+
+def supervise(
+    procs: Mapping[str, subprocess.Popen[bytes]],
+    host: str,
+    environ: Mapping[str, str],
+    ready_seconds: float,
+) -> int:
+    """Says "ready" once every service answers health; returns on Ctrl-C (0), or when a
+    service exits or is not ready in time (1)."""
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -165,40 +235,63 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     exit_code = 0
-    waiting = {name: f"{reachable(host)}:{ports(name, environ)[0]}" for name in present}
+    waiting = {name: f"{reachable(host)}:{ports(name, environ)[0]}" for name in procs}
     deadline = time.monotonic() + ready_seconds
-    try:
-        while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
-                    stopping, exit_code = True, 1
-            if waiting and not stopping:
-                waiting = {n: a for n, a in waiting.items() if not serving(a)}
-                if not waiting:
-                    print(
-                        f"ready: {', '.join(present)} answer health. Ctrl-C stops everything.",
-                        flush=True,
-                    )
-                elif time.monotonic() > deadline:
-                    print(
-                        f"not ready within {ready_seconds:g}s: {', '.join(waiting)}; stopping",
-                        file=sys.stderr,
-                    )
-                    stopping, exit_code = True, 1
-            time.sleep(0.1 if waiting else 0.2)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        nats.stop()
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; stopping", file=sys.stderr)
+                stopping, exit_code = True, 1
+        if waiting and not stopping:
+            waiting = {n: a for n, a in waiting.items() if not serving(a)}
+            if not waiting:
+                print(
+                    f"ready: {', '.join(procs)} answer health. Ctrl-C stops everything.",
+                    flush=True,
+                )
+            elif time.monotonic() > deadline:
+                print(
+                    f"not ready within {ready_seconds:g}s: {', '.join(waiting)}; stopping",
+                    file=sys.stderr,
+                )
+                stopping, exit_code = True, 1
+        time.sleep(0.1 if waiting else 0.2)
     return exit_code
+
+
+def main() -> int:
+    environ = dict(os.environ)
+    data = Path(environ.get("CRM_DATA_DIR", "data")).resolve()
+    host = environ.get("CRM_RUN_HOST", "127.0.0.1")
+    tokens = environ.get("CRM_API_TOKENS", DEV_TOKENS)
+    ready_seconds = float(environ.get("CRM_RUN_READY_SECONDS", READY_SECONDS))
+    present = [s for s in SERVICES if _has_main(s)]
+    # Stopped in reverse order on the way out: the services, then NATS, then MongoDB.
+    with contextlib.ExitStack() as running:
+        mongo = local_mongodb(environ, data)
+        if mongo is not None:
+            if port_taken(mongo.host, mongo.port):
+                print(
+                    f"port {mongo.port} is in use (a mongod?): set CRM_MONGODB_PORT to a free"
+                    " port, or CRM_MONGODB_URI to use that server (a replica set member)",
+                    file=sys.stderr,
+                )
+                return 1
+            running.callback(mongo.stop)
+            mongo.start()
+        mongodb_uri = mongo.uri if mongo is not None else ""
+        nats = NatsServer(data / "nats", port=int(environ.get("CRM_NATS_PORT", "4222")))
+        running.callback(nats.stop)
+        nats.start()
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        running.callback(stop_services, procs)
+        for name in present:
+            env = service_env(name, environ, nats, data, host, tokens, mongodb_uri)
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", name], env=env, start_new_session=True
+            )
+        print("\n".join(banner(nats, data, host, environ, tokens, mongo)), flush=True)
+        return supervise(procs, host, environ, ready_seconds)
 
 
 if __name__ == "__main__":

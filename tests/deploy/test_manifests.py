@@ -961,3 +961,15 @@ def test_mongodb_init_names_a_missing_setting() -> None:
     assert any("FOLLOWUP_MONGODB_PASSWORD is not set" in line for line in report["output"])
     # Settings are read before anything is changed.
     assert not report["connections"]
+
+
+def test_the_images_never_install_the_gpl_test_database() -> None:
+    """SecantusDB (GPL-2.0) serves the tests and `make run` only: no image may install it."""
+    runtime = (REPO_ROOT / "requirements.txt").read_text().lower()
+    development = (REPO_ROOT / "requirements-dev.txt").read_text().lower()
+    assert "secantus" not in runtime
+    assert "secantusdb==" in development
+    for dockerfile in sorted((REPO_ROOT / "deploy" / "images").glob("*.Dockerfile")):
+        text = dockerfile.read_text()
+        assert "requirements-dev" not in text, dockerfile.name
+        assert "secantus" not in text.lower(), dockerfile.name
