@@ -278,7 +278,11 @@ def main() -> int:
                 )
                 return 1
             running.callback(mongo.stop)
-            mongo.start()
+            try:
+                mongo.start()
+            except (OSError, RuntimeError) as exc:  # not installed, exited, or not listening
+                print(f"MongoDB did not start: {exc}", file=sys.stderr)
+                return 1
         mongodb_uri = mongo.uri if mongo is not None else ""
         nats = NatsServer(data / "nats", port=int(environ.get("CRM_NATS_PORT", "4222")))
         running.callback(nats.stop)

@@ -8,8 +8,6 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import promise_pb2
 from devtools.natsserver import NatsServer
@@ -108,7 +106,6 @@ async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
     assert await followup.scheduler.tick() == 0  # kept: no reminder at due, no escalation
 
 
-@pytest.mark.timeout(300)  # about 2 minutes on SecantusDB with 2 cores; 4 s on SQLite
 async def test_three_replicas_deliver_each_of_1000_reminders_exactly_once(
     backend: Backend, nats_server: NatsServer, tmp_path: Path
 ) -> None:
