@@ -2,14 +2,14 @@
 changed (erased, merged), and with purchases and lapses heard in either order.
 
 The real consumers' handlers decode each event, as JetStream would deliver it, over a real
-SQLite store; the service's stream is a recorder here (tests/followup/test_erasure.py purges a
-real one).
+SQLite store; the service's stream is a real one on a real nats-server, purged through the
+real StreamEraser, watched to tell which contacts were purged.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from crm.contacts.v1 import events_pb2 as contacts_events
 from crm.interactions.v1 import events_pb2 as interactions_events
 from crm.interactions.v1 import interaction_pb2
+from devtools.natsserver import NatsServer
 from followup.adapters import event_codec
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.domain.contacts import ContactFate
@@ -30,31 +31,33 @@ from followup.ports import Change
 from followup.usecases import PromiseReactions
 from followup.usecases.planning import PromisePlanner
 from promesa.auth import acting_as, worker_identity
+from promesa.bus import FOLLOWUP_STREAM, EventBus
 from promesa.clock import ManualClock
 from promesa.codec import outgoing
-from promesa.event_catalog import CONTACTS, INTERACTIONS
+from promesa.erasure import StreamEraser
+from promesa.event_catalog import CONTACTS, FOLLOWUP, INTERACTIONS
 from promesa.events import IncomingEvent
 from promesa.ids import derived_id
+from promesa.outbox import OutboxRelay
 from promesa.protos import to_timestamp
 from promesa.usecases import Writes
 from tests.followup.test_events import contact_of
+from tests.support import eventually
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DUE = NOW + timedelta(days=3)
 METRIC = "promesa_followup_events_about_erased_contacts_total"
 
 
-@dataclass
-class RecordingStreams:
-    """The service's stream as the reactions see it: which contacts were purged, in order."""
+class WatchedStreams:
+    """The real stream eraser, noting each contact it purged (once the purge succeeded)."""
 
-    erased: list[str] = field(default_factory=list)
-    failing: int = 0  # fail this many purges first (a crash half-way)
+    def __init__(self, eraser: StreamEraser) -> None:
+        self._eraser = eraser
+        self.erased: list[str] = []
 
     async def erase(self, contact_id: str) -> None:
-        if self.failing:
-            self.failing -= 1
-            raise ConnectionError("NATS is away")
+        await self._eraser.erase(contact_id)
         self.erased.append(contact_id)
 
 
@@ -62,7 +65,9 @@ class RecordingStreams:
 class Ledger:
     store: SqlitePromiseStore
     reactions: PromiseReactions
-    streams: RecordingStreams
+    streams: WatchedStreams
+    nats: NatsServer
+    bus: EventBus
 
     async def deliver(self, message: Message, *, event_id: str = "", delivery: int = 1) -> str:
         """Hands the event to the consumer that filters on it, as JetStream would, under
@@ -95,15 +100,20 @@ class Ledger:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+async def ledger(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Ledger]:
     clock = ManualClock(NOW)
     store = SqlitePromiseStore(tmp_path / "followup.db", event_codec.encode, clock)
-    streams = RecordingStreams()
+    bus = EventBus(nats_server.url, name="late-events-test")
+    await bus.connect()
+    await bus.declare_stream(FOLLOWUP_STREAM)
+    relay = OutboxRelay(store, bus, service="followup")
+    streams = WatchedStreams(StreamEraser(bus, relay, FOLLOWUP_STREAM, FOLLOWUP))
     planner = PromisePlanner(ReminderPolicy(), lambda team: "sup-sam")
     reactions = PromiseReactions(
-        store, Writes(store, lambda: None), clock, planner=planner, streams=streams
+        store, Writes(store, relay.notify), clock, planner=planner, streams=streams
     )
-    yield Ledger(store, reactions, streams)
+    yield Ledger(store, reactions, streams, nats_server, bus)
+    await bus.close()
     await store.close()
 
 
@@ -416,14 +426,24 @@ async def test_an_erasure_stopped_half_way_resumes_on_redelivery_and_confirms_on
     ledger: Ledger,
 ) -> None:
     await ledger.deliver(recorded("c1"))
-    ledger.streams.failing = 1
+    ledger.nats.stop()  # NATS goes away while the erasure is applied
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(TimeoutError):  # the outbox flush before the purge is never acknowledged
         event_id = await ledger.deliver(erased("c1"), event_id="erase-1")
     [promise] = await ledger.promises_of("c1")
     assert promise.text == ""  # erased before the purge was tried
     assert ledger.streams.erased == []
 
+    ledger.nats.start()  # back, on the same port and store: the bus reconnects
+
+    async def reconnected() -> bool:
+        try:
+            await ledger.bus.js.stream_info(FOLLOWUP_STREAM.name)
+        except Exception:
+            return False
+        return True
+
+    await eventually(reconnected)
     await ledger.deliver(erased("c1"), event_id="erase-1", delivery=2)
     await ledger.deliver(erased("c1"), event_id="erase-1", delivery=3)
     event_id = await ledger.deliver(erased("c1"))  # the same erasure, published again
