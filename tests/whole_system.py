@@ -12,27 +12,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 from pymongo import AsyncMongoClient
 
-from contacts.bootstrap import build as build_contacts
-from contacts.settings import ContactsSettings
-from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
-from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
 from devtools.natsserver import NatsServer
-from interactions.bootstrap import build as build_interactions
-from interactions.settings import InteractionsSettings
-from promesa.bus import EventBus
 from promesa.clock import ManualClock
-from promesa.settings import Env
-from tests.contacts.conftest import RunningContacts, contacts_env
+from tests.contacts.conftest import RunningContacts, running_contacts
 from tests.followup.conftest import RunningFollowup, followup_env, start_followup
-from tests.interactions.conftest import RunningInteractions, interactions_env
+from tests.interactions.conftest import RunningInteractions, running_interactions
 from tests.support import mongodb_is_secantus
 
 STORES = ("sqlite", "mongodb")
@@ -87,45 +77,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     chosen = Backend(str(request.param))
     yield chosen
     await chosen.drop()
-
-
-@asynccontextmanager
-async def running_contacts(
-    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
-) -> AsyncIterator[RunningContacts]:
-    """tests/contacts/conftest.py's `contacts_service`, with extra environment."""
-    settings = ContactsSettings.from_env(Env(contacts_env(nats, data, **extra)))
-    app = await build_contacts(settings, clock)
-    port = await app.runtime.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    bus = EventBus(nats.url, name="contacts-test")
-    await bus.connect()
-    try:
-        yield RunningContacts(app, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
-    finally:
-        await channel.close(None)
-        await bus.close()
-        await app.runtime.stop()
-
-
-@asynccontextmanager
-async def running_interactions(
-    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
-) -> AsyncIterator[RunningInteractions]:
-    """tests/interactions/conftest.py's `running_interactions`, with extra environment."""
-    settings = InteractionsSettings.from_env(Env(interactions_env(nats, data, **extra)))
-    app = await build_interactions(settings, clock)
-    port = await app.runtime.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    bus = EventBus(nats.url, name="interactions-test")
-    await bus.connect()
-    stub = interactions_grpc.InteractionsServiceStub(channel)
-    try:
-        yield RunningInteractions(app, clock, channel, stub, bus)
-    finally:
-        await channel.close(None)
-        await bus.close()
-        await app.runtime.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ only its use cases over a real SQLite store (`contacts_desk`, for rules that nee
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -77,17 +78,27 @@ def contacts_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
 async def contacts_service(
     nats_server: NatsServer, tmp_path: Path
 ) -> AsyncIterator[RunningContacts]:
-    settings = ContactsSettings.from_env(Env(contacts_env(nats_server, tmp_path)))
-    clock = ManualClock()
+    async with running_contacts(nats_server, tmp_path, ManualClock()) as service:
+        yield service
+
+
+@asynccontextmanager
+async def running_contacts(
+    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
+) -> AsyncIterator[RunningContacts]:
+    """The contacts service in process; `extra` environment puts it on another store."""
+    settings = ContactsSettings.from_env(Env(contacts_env(nats, data, **extra)))
     app = await build(settings, clock)
     port = await app.runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    bus = EventBus(nats_server.url, name="contacts-test")
+    bus = EventBus(nats.url, name="contacts-test")
     await bus.connect()
-    yield RunningContacts(app, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
-    await channel.close(None)
-    await bus.close()
-    await app.runtime.stop()
+    try:
+        yield RunningContacts(app, clock, channel, contacts_grpc.ContactsServiceStub(channel), bus)
+    finally:
+        await channel.close(None)
+        await bus.close()
+        await app.runtime.stop()
 
 
 @dataclass

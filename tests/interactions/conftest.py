@@ -76,9 +76,10 @@ def interactions_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, st
 
 @asynccontextmanager
 async def running_interactions(
-    nats: NatsServer, data: Path, clock: ManualClock
+    nats: NatsServer, data: Path, clock: ManualClock, **extra: str
 ) -> AsyncIterator[RunningInteractions]:
-    settings = InteractionsSettings.from_env(Env(interactions_env(nats, data)))
+    """The interactions service in process; `extra` environment puts it on another store."""
+    settings = InteractionsSettings.from_env(Env(interactions_env(nats, data, **extra)))
     app = await build(settings, clock)
     port = await app.runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
