@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen:$(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test lint proto bench images clean
+.PHONY: setup run test lint proto bench chaos images clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,8 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check services devtools tests bench
-	$(VENV)/bin/ruff format --check services devtools tests bench
+	$(VENV)/bin/ruff check services devtools tests bench chaos
+	$(VENV)/bin/ruff format --check services devtools tests bench chaos
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
@@ -36,6 +36,10 @@ proto: setup
 
 bench: setup
 	$(PY) -m bench
+
+# Fault injection on the real system, SQLite and MongoDB (issue 12): chaos-report.json.
+chaos: setup
+	$(PY) -m chaos
 
 images:
 	@if docker info >/dev/null 2>&1; then \

@@ -71,6 +71,8 @@ async def build(settings: ContactsSettings, clock: Clock | None = None) -> Conta
         relay=relay,
         stream=CONTACTS_STREAM,
         dead_letters=store.record_dead_letter,
+        store=store,
+        clock=clock,
         subscriptions=[
             interactions_consumer.subscription(reactions),
             followup_consumer.subscription(reactions),

@@ -13,7 +13,7 @@ from contacts.domain.model import Contact, ContactKind, Lifecycle, Relationship
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
 from promesa.pagination import Cursor
-from promesa.storage import IdempotencyKey, InboxKey
+from promesa.storage import IdempotencyKey, InboxKey, PlatformStore
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class EmailTakenError(Exception):
         super().__init__(email)
 
 
-class ContactStore(OutboxStore, Protocol):
+class ContactStore(OutboxStore, PlatformStore, Protocol):
     async def get(self, contact_id: str) -> Contact | None: ...
 
     async def holder_of_email(self, email: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -37,10 +38,18 @@ log = structlog.get_logger(__name__)
 def notifiers_for(settings: FollowupSettings) -> list[Notifier]:
     found: list[Notifier] = []
     if settings.webhook is not None:
-        found.append(WebhookNotifier(settings.webhook))
+        found.append(WebhookNotifier(settings.webhook, concurrency=settings.lanes.concurrency))
     if settings.smtp is not None:
         found.append(EmailNotifier(settings.smtp))
     return found
+
+
+def deadlines_for(settings: FollowupSettings) -> dict[str, timedelta]:
+    """The longest one send may take, for the notifiers that know theirs (the webhook: every
+    attempt timing out, with the back-offs); the others get CRM_NOTIFIER_SEND_TIMEOUT_SECONDS."""
+    if settings.webhook is None:
+        return {}
+    return {WebhookNotifier.name: settings.webhook.worst_case}
 
 
 def notice_channels_for(settings: FollowupSettings) -> list[NoticeChannel]:
@@ -98,7 +107,8 @@ async def build(
     bus, relay = await connect_messaging(common, store)
     writes = Writes(store, relay.notify)
 
-    notifiers = [*notifiers_for(settings), *extra_notifiers]
+    own_notifiers = notifiers_for(settings)
+    notifiers = [*own_notifiers, *extra_notifiers]
     policy = ReminderPolicy(
         escalate_after=settings.escalate_after,
         escalate_every=settings.escalate_every,
@@ -143,16 +153,24 @@ async def build(
         notices=customer_notifier,
         lease=settings.reminder_lease,
         batch=settings.reminder_batch,
+        lanes=settings.lanes,
+        deadlines=deadlines_for(settings),
         writes=writes,
     )
 
+    interval = settings.scheduler_interval_seconds
     sweep = Periodic(
-        common.service, "reminder_scheduler", scheduler.drain, settings.scheduler_interval_seconds
+        common.service, "reminder_scheduler", lambda: scheduler.sweep(interval), interval
     )
     servicer = FollowupServicer(commands, queries, clock)
 
     async def close() -> None:
-        """Last in the shutdown sequence: the scheduler has stopped asking for contacts."""
+        """Last in the shutdown sequence: the sweeps have stopped; the sends still in flight
+        finish (bounded by their lanes' deadlines) and are recorded before the store closes."""
+        await scheduler.close()
+        for notifier in own_notifiers:
+            if isinstance(notifier, WebhookNotifier):
+                await notifier.aclose()
         await contacts.close()
         await store.close()
 
@@ -164,6 +182,8 @@ async def build(
         relay=relay,
         stream=FOLLOWUP_STREAM,
         dead_letters=store.record_dead_letter,
+        store=store,
+        clock=clock,
         subscriptions=[
             interactions_consumer.subscription(reactions),
             contacts_consumer.subscription(reactions),

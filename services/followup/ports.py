@@ -19,7 +19,7 @@ from followup.domain.reminders import ReminderDelivery
 from promesa.events import IncomingEvent
 from promesa.outbox import OutboxStore
 from promesa.pagination import Cursor
-from promesa.storage import IdempotencyKey, InboxKey
+from promesa.storage import IdempotencyKey, InboxKey, PlatformStore
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ class Change:
     notices wait as QUEUED and are not part of it, so a replan leaves them alone.
     `added` inserts deliveries besides (an escalation's next round, a customer notice).
     `completed` updates claimed reminders, refused unless their claim token still holds.
+    `progressed` updates claimed reminders that stay claimed (lease and token kept): part of
+    a round recorded early, so the NATS reminder is not held behind a slow webhook; refused
+    like `completed` unless the token still holds.
     `profiles` replace the stored ones unless older (`ContactPreferences.supersedes`).
     `fates` are combined with what is stored (`ContactFate.combined`), never replace it.
     `live_contact` names a contact the change puts something on: the commit is refused
@@ -63,6 +66,7 @@ class Change:
     events: list[PromiseEvent] = field(default_factory=list)
     replans: dict[str, list[ReminderDelivery]] = field(default_factory=dict)
     completed: list[Claim] = field(default_factory=list)
+    progressed: list[Claim] = field(default_factory=list)
     added: list[ReminderDelivery] = field(default_factory=list)
     profiles: list[ContactPreferences] = field(default_factory=list)
     forgotten_profiles: list[str] = field(default_factory=list)
@@ -85,7 +89,7 @@ class ContactGoneError(Exception):
         super().__init__(contact_id)
 
 
-class PromiseStore(OutboxStore, Protocol):
+class PromiseStore(OutboxStore, PlatformStore, Protocol):
     async def get(self, promise_id: str) -> Promise | None: ...
 
     async def get_many(self, promise_ids: Sequence[str]) -> list[Promise]: ...
@@ -133,6 +137,12 @@ class PromiseStore(OutboxStore, Protocol):
         lease counts as due): found through the index on the next attempt time."""
         ...
 
+    async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
+        """Extends the lease of these claims to `until` where their token still holds (no
+        other replica took them over); returns the ids still held, renewed. A claim not
+        returned is lost: completing it raises LeaseLostError."""
+        ...
+
     async def commit(self, change: Change) -> None:
         """Atomically: saves, reminders, profiles, fates, outbox, idempotency key, inbox row.
 
@@ -166,7 +176,9 @@ class EventStreams(Protocol):
 
 class Notifier(Protocol):
     """Delivers an owner-facing reminder outside the service (webhook, email); raises when it
-    could not. The NATS subject is not one of these: it is committed with the delivery."""
+    could not. The NATS subject is not one of these: it is committed with the delivery. The
+    scheduler drives each notifier in a lane of its own (`followup.lanes`): bounded
+    concurrency, a deadline on each send (its own retries included), a circuit breaker."""
 
     name: str
 
@@ -197,15 +209,26 @@ class NoticeChannel(Protocol):
     async def send(self, notice_id: str, message: NoticeMessage, address: str) -> None: ...
 
 
-class ReminderSubscription(Protocol):
-    """Reminders to one user from the moment of subscribing; iterate, then close."""
+@dataclass(frozen=True)
+class FedReminder:
+    """A reminder as the feed hands it out, with its position in the feed: a subscription that
+    starts after that position resumes just after this reminder."""
 
-    def __aiter__(self) -> AsyncIterator[reminder_pb2.Reminder]: ...
+    reminder: reminder_pb2.Reminder
+    position: int
+
+
+class ReminderSubscription(Protocol):
+    """Reminders to one user, each once, in the order they were sent; iterate, then close."""
+
+    def __aiter__(self) -> AsyncIterator[FedReminder]: ...
 
     async def close(self) -> None: ...
 
 
 class ReminderFeed(Protocol):
-    """Reminders addressed to one user, as they are sent, from the moment of subscribing."""
+    """Reminders addressed to one user, as they are sent: from the moment of subscribing, or
+    from just after `after` (a position the feed gave; one older than the feed keeps starts at
+    the oldest it kept)."""
 
-    async def subscribe(self, user_id: str) -> ReminderSubscription: ...
+    async def subscribe(self, user_id: str, after: int | None = None) -> ReminderSubscription: ...

@@ -1,10 +1,21 @@
 """The reminder scheduler: claims what is due, delivers it through the notifiers, records it.
 
-Exactly once across replicas: a reminder is claimed with a lease in one SQLite transaction, and
-its delivery record, its NATS message (through the outbox) and the promise's overdue or
-escalation entry are committed together, only while the claim still holds. Webhook and email
-are called before that commit; if a replica dies in between, the reminder is delivered again by
-the replica that takes the lease over, with the same reminder id as idempotency key.
+Exactly once across replicas: a reminder is claimed with a lease in one transaction, and its
+delivery record, its NATS message (through the outbox) and the promise's overdue or escalation
+entry are committed together, only while the claim still holds. The holder renews the lease
+while it is still delivering (a third of a lease apart), and claims no more than its lanes can
+take within it plus one round of `concurrency` to put off, so that what a busy replica cannot
+send is left due for one with room (`_claim_size`).
+
+Each owner-facing notifier (webhook, email) has its own lane (`followup.lanes`): bounded
+concurrency, a deadline per send and a circuit breaker. The NATS reminder is recorded and
+committed as soon as the reminder is claimed (`ReminderDelivery.progressed`, the claim kept),
+so a slow webhook never holds back the reminders already claimed; the round is completed when
+the lanes answer. A lane with no room within the lease
+puts the reminder off (claim released, next try when room is expected); a lane whose circuit
+is open records a failed attempt at once, retried by the policy. Webhook and email are called
+before their commit; if a replica dies in between, the reminder is delivered again by the
+replica that takes the lease over, with the same reminder id as idempotency key.
 
 Nothing is sent, nor retried, for a promise no longer open (kept, cancelled, erased) when its
 reminder is claimed: the delivery record says why. The exception is a runaround escalation
@@ -17,11 +28,13 @@ decides and sends them (customer templates and channels, never the owner's notif
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import timedelta
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 import structlog
 
+from followup.breaker import BreakerState, CircuitBreaker
 from followup.domain import lifecycle
 from followup.domain.events import PromiseEvent, ReminderDue, ReminderSent
 from followup.domain.model import Promise, Status
@@ -34,8 +47,10 @@ from followup.domain.reminders import (
     ReminderPolicy,
     delivery,
 )
+from followup.lanes import Admission, Lane
 from followup.noticing import CustomerNotifier
 from followup.ports import Change, Claim, LeaseLostError, Notifier, PromiseStore
+from followup.settings import LaneSettings
 from promesa.clock import Clock
 from promesa.ids import new_id
 from promesa.storage import VersionConflictError
@@ -44,6 +59,13 @@ from promesa.usecases import Writes, retry_on_conflict
 log = structlog.get_logger(__name__)
 
 NATS = "nats"
+# Rounds of claiming in one sweep at most: a bound, should put-off reminders fall due at once.
+_SWEEP_ROUNDS = 1000
+DEFAULT_LANES = LaneSettings()
+# Rounds of `concurrency` a claim takes beyond what its lanes can send, to put off: their NATS
+# part goes out at once. More drains a backlog's NATS reminders sooner, and leaves other
+# replicas less to take when they have room.
+_PUT_OFF_ROUNDS = 4
 
 
 class ReminderScheduler:
@@ -58,32 +80,54 @@ class ReminderScheduler:
         lease: timedelta = timedelta(seconds=60),
         batch: int = 200,
         concurrency: int = 32,
+        lanes: LaneSettings = DEFAULT_LANES,
+        deadlines: Mapping[str, timedelta] | None = None,
         writes: Writes[Change] | None = None,
     ) -> None:
         """`writes` is the service's one write path (it wakes the outbox relay); without it
-        (a benchmark), the store's commit alone."""
+        (a benchmark), the store's commit alone. `concurrency` bounds customer notices in
+        flight; `lanes` the notifiers', each on its own; `deadlines` is the longest a send
+        may take, by notifier name (default `lanes.send_timeout`)."""
         self._store = store
         self._clock = clock
         self._policy = policy
-        self._notifiers = {n.name: n for n in notifiers}
         self._notices = notices
         self._lease = lease
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
         self._writes = writes or Writes(store, lambda: None)
+        # What is claimed is delivered within half the lease: the rest is room for commits
+        # and for a renewal that comes late.
+        budget = lease / 2
+        self.lanes = {
+            n.name: Lane(
+                n,
+                clock,
+                concurrency=lanes.concurrency,
+                deadline=(deadlines or {}).get(n.name, lanes.send_timeout),
+                budget=budget,
+                breaker=CircuitBreaker(
+                    clock, failures=lanes.breaker_failures, cool_down=lanes.breaker_cool_down
+                ),
+            )
+            for n in notifiers
+        }
+        self._held: dict[str, Claim] = {}  # claimed and not completed yet, by reminder id
+        self._sending: dict[str, asyncio.Future[list[DeliveryAttempt]]] = {}
+        self._lost: set[str] = set()
+        self._background: set[asyncio.Task[bool]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._next_put_off: datetime | None = None  # the earliest put-off time not yet waited for
+        self._emptied = asyncio.Event()  # set when no claim is held: the renewer stops
+        self._lanes_full = False  # a lane had no room for something the last claim found
+        self._lane_concurrency = lanes.concurrency
 
     async def tick(self) -> int:
-        """Claims one batch of due reminders and delivers them; returns how many completed."""
-        now = self._clock.now()
-        claims = await self._store.claim_due(now, now + self._lease, self._batch)
-        if not claims:
-            return 0
-        found = await self._store.get_many(sorted({c.delivery.promise_id for c in claims}))
-        promises = {p.id: p for p in found}
-        done = await asyncio.gather(
-            *(self._deliver(c, promises.get(c.delivery.promise_id)) for c in claims)
-        )
-        return sum(done)
+        """Claims one batch of due reminders and delivers it, waiting for every send it
+        started; returns how many it completed (delivered, failed, put off or stopped)."""
+        started = await self._start()
+        tasks = [r for r in started if not isinstance(r, bool)]
+        return sum(r for r in started if isinstance(r, bool)) + sum(await asyncio.gather(*tasks))
 
     async def drain(self, rounds: int = 1000) -> int:
         """Ticks until nothing is due now (tests and shutdown)."""
@@ -95,32 +139,255 @@ class ReminderScheduler:
             total += count
         return total
 
-    async def _deliver(self, claim: Claim, promise: Promise | None) -> bool:
+    async def sweep(self, within: float = 1.0) -> int:
+        """The periodic job: claims and starts batches while anything is due, without waiting
+        for slow lanes (their sends go on, their claims renewed). For up to `within` seconds
+        (the sweep interval) it keeps watching: when a lane frees a slot or a reminder it put
+        off falls due, it claims again at once rather than at the next sweep. Returns how
+        many reminders it took up."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + within
+        total = 0
+        for _ in range(_SWEEP_ROUNDS):
+            self._lanes_full = False
+            started = await self._start()
+            total += len(started)
+            if started and not self._lanes_full:
+                continue
+            # Nothing due, or the lanes are full: wait until one frees a slot or something
+            # put off falls due, leaving what is due meanwhile to replicas with room.
+            left = ends - loop.time()
+            put_off = self._next_put_off
+            if left <= 0 or (put_off is None and not self._background):
+                break
+            wait = left
+            if put_off is not None:
+                wait = min(wait, max(0.0, (put_off - self._clock.now()).total_seconds()))
+                self._next_put_off = None
+            if self._background:
+                await asyncio.wait(
+                    set(self._background), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+            else:
+                await asyncio.sleep(wait)
+        return total
+
+    async def close(self) -> None:
+        """At shutdown, after the sweeps stopped: lets the sends in flight finish (each lane
+        bounds them by its deadline) and records them, then stops renewing."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+
+    async def _start(self) -> list[bool | asyncio.Task[bool]]:
+        """Claims one batch; commits what is done at once (NATS, put off, stopped) and returns
+        the rest as tasks (the sends admitted to lanes)."""
+        now = self._clock.now()
+        claims = await self._store.claim_due(now, now + self._lease, self._claim_size())
+        if not claims:
+            return []
+        self._held.update((c.delivery.id, c) for c in claims)
+        self._emptied.clear()
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew())
+        try:
+            found = await self._store.get_many(sorted({c.delivery.promise_id for c in claims}))
+        except BaseException:
+            for c in claims:
+                self._forget(c.delivery.id)
+            raise
+        promises = {p.id: p for p in found}
+        results = await asyncio.gather(
+            *(self._begin(c, promises.get(c.delivery.promise_id)) for c in claims),
+            return_exceptions=True,
+        )
+        started: list[bool | asyncio.Task[bool]] = []
+        for r in results:
+            if isinstance(r, asyncio.Task):
+                # Kept here until done: the loop holds tasks only weakly.
+                self._background.add(r)
+                r.add_done_callback(self._background.discard)
+            if not isinstance(r, BaseException):
+                started.append(r)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r  # the sends started meanwhile go on, in the background
+        return started
+
+    def _claim_size(self) -> int:
+        """What the lanes can still take within their share of the lease, plus a few rounds of
+        `concurrency` to put off (their NATS part goes out now): no more, so that what a busy
+        replica cannot send is left to one with room (at least one, so the sweep goes on).
+        Lanes whose circuit is open take nothing and refuse at once: they do not count."""
+        lanes = [x for x in self.lanes.values() if x.breaker.state is BreakerState.CLOSED]
+        if not lanes:
+            return self._batch
+        room = min(max(0, x.capacity - x.admitted) for x in lanes)
+        # Nothing to put off until each lane has timed a send: its capacity is a guess.
+        extra = _PUT_OFF_ROUNDS * self._lane_concurrency if all(x.timed for x in lanes) else 0
+        return max(1, min(self._batch, room + extra))
+
+    async def _renew(self) -> None:
+        """Extends the lease of every claim not completed yet, a third of a lease apart, while
+        there are any; a claim found taken over stops its sends."""
+        while self._held:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), self._lease.total_seconds() / 3)
+                return
+            claims = list(self._held.values())
+            try:
+                held = await self._store.renew_claims(claims, self._clock.now() + self._lease)
+            except Exception:
+                log.exception("reminder_lease_renewal_failed", claims=len(claims))
+                continue
+            for c in claims:
+                reminder_id = c.delivery.id
+                if reminder_id in held or reminder_id not in self._held:
+                    continue  # renewed, or completed meanwhile
+                log.warning("reminder_lease_lost", reminder_id=reminder_id)
+                self._lost.add(reminder_id)
+                sending = self._sending.get(reminder_id)
+                if sending is not None:
+                    sending.cancel()
+
+    async def _begin(self, claim: Claim, promise: Promise | None) -> bool | asyncio.Task[bool]:
         r = claim.delivery
         with structlog.contextvars.bound_contextvars(reminder_id=r.id, promise_id=r.promise_id):
-            if r.kind is ReminderKind.CUSTOMER_NOTICE:
-                return await self._notice(claim, promise)
-            if promise is None:
-                return await self._complete(claim, self._gone(r), None, [])
-            reason = self._not_to_send(r, promise)
-            if reason:
-                log.info("reminder_stopped", reason=reason)
-                stopped = r.stopped(reason, self._clock.now())
-                return await self._complete(claim, stopped, None, [])
-            discreet = await self._discreet(promise.contact_id)
-            async with self._limit:
-                attempts = await self._attempt(r, promise, discreet)
+            try:
+                if r.kind is ReminderKind.CUSTOMER_NOTICE:
+                    return await self._notice(claim, promise)
+                if promise is None:
+                    return await self._complete(claim, self._gone(r), None, [])
+                reason = self._not_to_send(r, promise)
+                if reason:
+                    log.info("reminder_stopped", reason=reason)
+                    stopped = r.stopped(reason, self._clock.now())
+                    return await self._complete(claim, stopped, None, [])
+                discreet = await self._discreet(promise.contact_id)
+                return await self._route(claim, promise, discreet)
+            except BaseException:
+                self._forget(r.id)
+                raise
+
+    async def _route(
+        self, claim: Claim, promise: Promise, discreet: bool
+    ) -> bool | asyncio.Task[bool]:
+        """Records NATS, and the lanes that cannot send now, in one commit; sends through
+        the lanes that can, in a task that completes the round."""
+        r = claim.delivery
+        now = self._clock.now()
+        ahead: list[DeliveryAttempt] = []
+        events: list[PromiseEvent] = []
+        if NATS in r.remaining:
+            ahead.append(DeliveryAttempt(NATS, now, True))
+            events.append(ReminderDue(r, promise, discreet, now))
+        admitted: list[Lane] = []
+        full: list[Lane] = []
+        for name in r.remaining:
+            if name == NATS:
+                continue
+            lane = self.lanes.get(name)
+            if lane is None:
+                ahead.append(DeliveryAttempt(name, now, False, "notifier not configured"))
+                continue
+            match lane.admit():
+                case Admission.ADMITTED:
+                    admitted.append(lane)
+                case Admission.FULL:
+                    full.append(lane)
+                case Admission.OPEN:
+                    ahead.append(lane.refused(now))
+        until = None
+        if full:
+            until = min([lane.put_off() for lane in full])
+            self._lanes_full = True
+            if self._next_put_off is None or until < self._next_put_off:
+                self._next_put_off = until
+            log.info("reminder_put_off", notifiers=[x.name for x in full], until=until.isoformat())
+            if not admitted:
+                updated = r.progressed(ahead).put_off(until)
+                return await self._complete(
+                    claim, updated, promise, self._announce(r, updated, ahead, events)
+                )
+        if not admitted:
+            updated = r.after_attempts(ahead, now, self._policy)
+            self._log_outcome(updated)
+            return await self._complete(
+                claim, updated, promise, self._announce(r, updated, ahead, events)
+            )
+        if ahead:
+            updated = r.progressed(ahead)
+            events = self._announce(r, updated, ahead, events)
+            try:
+                kept = await self._commit(claim, updated, promise, events, keep=True)
+            except BaseException:
+                for lane in admitted:
+                    lane.release()
+                raise
+            if not kept:
+                for lane in admitted:
+                    lane.release()
+                return False
+            claim = Claim(updated, claim.token)
+        return asyncio.create_task(self._finish(claim, promise, discreet, admitted, until))
+
+    async def _finish(
+        self,
+        claim: Claim,
+        promise: Promise,
+        discreet: bool,
+        lanes: list[Lane],
+        put_off: datetime | None,
+    ) -> bool:
+        """Sends through the admitted lanes and completes the round; when other lanes had no
+        room (`put_off`) and these all delivered, the round is not over: the reminder comes
+        back for the others then."""
+        r = claim.delivery
+        with structlog.contextvars.bound_contextvars(reminder_id=r.id, promise_id=r.promise_id):
+            sending = asyncio.ensure_future(
+                asyncio.gather(*(lane.send(r, promise, discreet) for lane in lanes))
+            )
+            self._sending[r.id] = sending
+            try:
+                attempts = await sending
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if r.id in self._lost and not (task and task.cancelling()):
+                    self._forget(r.id)
+                    return False  # another replica has it now
+                self._forget(r.id)
+                raise
+            finally:
+                self._sending.pop(r.id, None)
             now = self._clock.now()
-            updated = r.after_attempts(attempts, now, self._policy)
-            events: list[PromiseEvent] = []
-            if NATS in r.remaining:
-                events.append(ReminderDue(r, promise, discreet, now))
-            if updated.announced and not r.announced:
-                delivered = tuple(a.notifier for a in attempts if a.success)
-                events.append(ReminderSent(updated, delivered, now))
-            if not updated.announced and updated.next_attempt_at is None:
-                log.error("reminder_failed", attempts=len(updated.attempts))
-            return await self._complete(claim, updated, promise, events)
+            if put_off is not None and all(a.success for a in attempts):
+                updated = r.progressed(attempts).put_off(put_off)
+            else:
+                updated = r.after_attempts(attempts, now, self._policy)
+                self._log_outcome(updated)
+            return await self._complete(
+                claim, updated, promise, self._announce(r, updated, attempts, [])
+            )
+
+    def _announce(
+        self,
+        r: ReminderDelivery,
+        updated: ReminderDelivery,
+        attempts: Sequence[DeliveryAttempt],
+        events: list[PromiseEvent],
+    ) -> list[PromiseEvent]:
+        """`events`, with ReminderSent when this step is the first to deliver it."""
+        if updated.announced and not r.announced:
+            delivered = tuple(a.notifier for a in attempts if a.success)
+            return [*events, ReminderSent(updated, delivered, self._clock.now())]
+        return events
+
+    @staticmethod
+    def _log_outcome(updated: ReminderDelivery) -> None:
+        if not updated.announced and updated.next_attempt_at is None:
+            log.error("reminder_failed", attempts=len(updated.attempts))
 
     async def _notice(self, claim: Claim, promise: Promise | None) -> bool:
         if self._notices is None:
@@ -131,28 +398,6 @@ class ReminderScheduler:
             updated, events = await self._notices.handle(claim.delivery, promise)
         return await self._complete(claim, updated, None, events)
 
-    async def _attempt(
-        self, r: ReminderDelivery, promise: Promise, discreet: bool
-    ) -> list[DeliveryAttempt]:
-        attempts: list[DeliveryAttempt] = []
-        for name in r.remaining:
-            now = self._clock.now()
-            if name == NATS:
-                attempts.append(DeliveryAttempt(NATS, now, True))
-                continue
-            notifier = self._notifiers.get(name)
-            if notifier is None:
-                attempts.append(DeliveryAttempt(name, now, False, "notifier not configured"))
-                continue
-            try:
-                await notifier.send(r, promise, discreet)
-            except Exception as exc:
-                log.warning("reminder_attempt_failed", notifier=name, error=repr(exc))
-                attempts.append(DeliveryAttempt(name, now, False, repr(exc)[:500]))
-            else:
-                attempts.append(DeliveryAttempt(name, now, True))
-        return attempts
-
     async def _complete(
         self,
         claim: Claim,
@@ -160,14 +405,39 @@ class ReminderScheduler:
         promise: Promise | None,
         events: list[PromiseEvent],
     ) -> bool:
-        """Commits the delivery record with the promise's consequences (overdue, escalated);
-        a concurrent change to the promise is re-read and the consequence applied again."""
-        completed = Claim(updated, claim.token)
+        """Records the delivery and releases its claim."""
+        try:
+            return await self._commit(claim, updated, promise, events, keep=False)
+        finally:
+            self._forget(claim.delivery.id)
+
+    def _forget(self, reminder_id: str) -> None:
+        self._held.pop(reminder_id, None)
+        self._lost.discard(reminder_id)
+        if not self._held:
+            self._emptied.set()
+
+    async def _commit(
+        self,
+        claim: Claim,
+        updated: ReminderDelivery,
+        promise: Promise | None,
+        events: list[PromiseEvent],
+        *,
+        keep: bool,
+    ) -> bool:
+        """Commits the delivery record, with the promise's consequences (overdue, escalated)
+        when it is the first step taken on the reminder; a concurrent change to the promise is
+        re-read and the consequence applied again. `keep` keeps the claim (sends still to
+        come). False when the lease was lost."""
+        step = Claim(updated, claim.token)
+        first = claim.delivery.untouched and not updated.untouched
 
         async def attempt() -> bool:
             nonlocal promise
-            change = Change(completed=[completed], events=list(events))
-            if promise is not None and claim.delivery.rounds == 0:
+            change = Change(events=list(events))
+            (change.progressed if keep else change.completed).append(step)
+            if promise is not None and first:
                 self._consequences(claim.delivery, promise, change)
             try:
                 await self._writes.commit(change)

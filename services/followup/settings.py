@@ -17,11 +17,40 @@ METRICS_PORT = 9103
 
 @dataclass(frozen=True)
 class WebhookSettings:
+    """CRM_WEBHOOK_*: `attempts` POSTs per send (default 3) with `backoff_seconds` doubling
+    between them (0.5), each bounded by `timeout_seconds` (5)."""
+
     url: str
     secret: str = field(repr=False)
     attempts: int
     backoff_seconds: float
     timeout_seconds: float
+
+    @property
+    def worst_case(self) -> timedelta:
+        """The longest one send can take: every attempt timing out, with the back-offs
+        between them (16.5 s with the defaults)."""
+        backoffs = sum(self.backoff_seconds * 2**n for n in range(self.attempts - 1))
+        return timedelta(seconds=self.attempts * self.timeout_seconds + backoffs)
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """How each owner-facing notifier (webhook, email) is driven: its own lane, so that a slow
+    or dead receiver delays nobody else.
+
+    `concurrency` (CRM_NOTIFIER_CONCURRENCY, default 16): sends in flight at once per notifier
+    (and the webhook's connection pool). `breaker_failures` (CRM_NOTIFIER_BREAKER_FAILURES, 5):
+    consecutive failed sends that open the notifier's circuit; `breaker_cool_down`
+    (CRM_NOTIFIER_BREAKER_COOL_DOWN_SECONDS, 30): how long it stays open before one trial send
+    goes through. `send_timeout` (CRM_NOTIFIER_SEND_TIMEOUT_SECONDS, 30): the most one send may
+    take for a notifier without its own bound (email; the webhook's is its worst case).
+    """
+
+    concurrency: int = 16
+    breaker_failures: int = 5
+    breaker_cool_down: timedelta = timedelta(seconds=30)
+    send_timeout: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,7 @@ class FollowupSettings:
     reminder_max_attempts: int
     reminder_retry_base: timedelta
     webhook: WebhookSettings | None
+    lanes: LaneSettings
     smtp: SmtpSettings | None
     customer_notices: bool = False  # tell the customer when a promise is made
     contacts_address: str = "127.0.0.1:50051"
@@ -71,6 +101,21 @@ class FollowupSettings:
                 "CRM_SERVICE_TOKEN is required with CRM_SMTP_HOST: customer notices ask the"
                 " contacts service for the address with it (a token of role service there)"
             )
+        lease = timedelta(seconds=env.number("CRM_REMINDER_LEASE_SECONDS", 60.0, minimum=1.0))
+        webhook = _webhook(env)
+        lanes = _lanes(env)
+        bounds = [("CRM_NOTIFIER_SEND_TIMEOUT_SECONDS", lanes.send_timeout)]
+        if webhook is not None:
+            bounds.append(
+                ("the webhook's worst case (attempts x timeout + back-offs)", webhook.worst_case)
+            )
+        for name, worst in bounds:
+            if worst >= lease:
+                # A send that may outlast the lease would be taken over and sent twice.
+                raise ConfigError(
+                    f"CRM_REMINDER_LEASE_SECONDS={lease.total_seconds():g} must be longer than"
+                    f" {name}, {worst.total_seconds():g} s"
+                )
         return cls(
             common=CommonSettings.from_env(
                 "followup",
@@ -92,9 +137,7 @@ class FollowupSettings:
             scheduler_interval_seconds=env.number(
                 "CRM_SCHEDULER_INTERVAL_SECONDS", 1.0, minimum=0.01
             ),
-            reminder_lease=timedelta(
-                seconds=env.number("CRM_REMINDER_LEASE_SECONDS", 60.0, minimum=1.0)
-            ),
+            reminder_lease=lease,
             reminder_batch=env.integer("CRM_REMINDER_BATCH", 200, minimum=1, maximum=10_000),
             reminder_max_attempts=env.integer(
                 "CRM_REMINDER_MAX_ATTEMPTS", 5, minimum=1, maximum=50
@@ -102,7 +145,8 @@ class FollowupSettings:
             reminder_retry_base=timedelta(
                 seconds=env.number("CRM_REMINDER_RETRY_SECONDS", 30.0, minimum=0.01)
             ),
-            webhook=_webhook(env),
+            webhook=webhook,
+            lanes=lanes,
             smtp=smtp,
             customer_notices=env.flag("CRM_CUSTOMER_NOTICES", False),
             contacts_address=_address(env.text("CRM_CONTACTS_ADDRESS", "127.0.0.1:50051")),
@@ -139,6 +183,19 @@ def _webhook(env: Env) -> WebhookSettings | None:
         attempts=env.integer("CRM_WEBHOOK_ATTEMPTS", 3, minimum=1, maximum=10),
         backoff_seconds=env.number("CRM_WEBHOOK_BACKOFF_SECONDS", 0.5),
         timeout_seconds=env.number("CRM_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1),
+    )
+
+
+def _lanes(env: Env) -> LaneSettings:
+    return LaneSettings(
+        concurrency=env.integer("CRM_NOTIFIER_CONCURRENCY", 16, minimum=1, maximum=1000),
+        breaker_failures=env.integer("CRM_NOTIFIER_BREAKER_FAILURES", 5, minimum=1, maximum=1000),
+        breaker_cool_down=timedelta(
+            seconds=env.number("CRM_NOTIFIER_BREAKER_COOL_DOWN_SECONDS", 30.0, minimum=0.01)
+        ),
+        send_timeout=timedelta(
+            seconds=env.number("CRM_NOTIFIER_SEND_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+        ),
     )
 
 

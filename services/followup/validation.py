@@ -3,6 +3,9 @@ learns every mistake at once, and returns the value normalised (stripped) for th
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -113,3 +116,38 @@ def check_filter(v: Violations, f: PromiseFilter) -> PromiseFilter:
 def check_window(v: Violations, start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None:
         v.check(start < end, "window_end_at", "must be later than window_start_at")
+
+
+# A resume token is the position of a reminder in the feed (its stream sequence), wrapped so that
+# callers treat it as opaque and a token from elsewhere is told apart.
+_RESUME_PREFIX = "reminder@"
+_RESUME_TOKEN = re.compile(r"reminder@([1-9][0-9]{0,18})")
+_MAX_RESUME_TOKEN = 64
+_MAX_POSITION = 2**63 - 1  # JetStream's sequences are unsigned 64-bit; no stream reaches this
+
+
+def resume_token(position: int) -> str:
+    """The token StreamReminders sends with a reminder, to resume just after it."""
+    return base64.urlsafe_b64encode(f"{_RESUME_PREFIX}{position}".encode()).decode().rstrip("=")
+
+
+def check_resume_token(v: Violations, token: str) -> int | None:
+    """The feed position a `resume_after` names; None when empty (stream from now on)."""
+    if not token:
+        return None
+    position = _position(token) if len(token) <= _MAX_RESUME_TOKEN else None
+    v.check(position is not None, "resume_after", "is not a resume token this service gave")
+    return position
+
+
+def _position(token: str) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return None
+    found = _RESUME_TOKEN.fullmatch(raw)
+    if found is None or int(found[1]) > _MAX_POSITION:
+        return None
+    position = int(found[1])
+    # Only the very text `resume_token` makes: the decoder skips characters outside its alphabet
+    return position if resume_token(position) == token else None

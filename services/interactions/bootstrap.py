@@ -65,6 +65,8 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
         relay=relay,
         stream=INTERACTIONS_STREAM,
         dead_letters=store.record_dead_letter,
+        store=store,
+        clock=clock,
         subscriptions=[contacts_consumer.subscription(reactions)],
         close_store=store.close,
     )

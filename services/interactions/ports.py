@@ -18,6 +18,7 @@ from promesa.storage import (
     DuplicateRequestError,
     IdempotencyKey,
     InboxKey,
+    PlatformStore,
     VersionConflictError,
 )
 
@@ -67,7 +68,7 @@ class ContactGoneError(Exception):
     """The contact was erased or merged away after the use case looked it up."""
 
 
-class InteractionStore(OutboxStore, Protocol):
+class InteractionStore(OutboxStore, PlatformStore, Protocol):
     async def get(self, interaction_id: str) -> Interaction | None: ...
 
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...

@@ -42,3 +42,10 @@ def require(allowed: bool, rule: str) -> None:
     """PERMISSION_DENIED naming the rule the caller did not meet."""
     if not allowed:
         raise PermissionDeniedError(rule)
+
+
+def supervises_every_team(who: Identity) -> bool:
+    """A supervisor with no team: the one reach that spans every team's work (operations such
+    as dead letters touch events of all teams at once). Services are not included: an
+    operation is a person's decision."""
+    return who.role is Role.SUPERVISOR and not who.team

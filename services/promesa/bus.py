@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -14,17 +15,40 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from promesa import metrics
 from promesa.auth import acting_as, worker_identity
-from promesa.errors import UnavailableError
+from promesa.errors import UnavailableError, is_permanent
 from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
 
 log = structlog.get_logger(__name__)
 
 DUPLICATE_WINDOW_SECONDS = 120.0
+# A failed delivery comes back after RETRY_BACKOFF_BASE * 2**(delivery - 1) seconds, at most
+# RETRY_BACKOFF_MAX: quick for a blip, spaced out for a longer fault.
+RETRY_BACKOFF_BASE = 1.0
+RETRY_BACKOFF_MAX = 30.0
+
+
+def retry_delay(delivery: int) -> float:
+    """The back-off before the delivery after `delivery` (counted from 1)."""
+    return min(RETRY_BACKOFF_BASE * 2.0 ** min(delivery - 1, 30), RETRY_BACKOFF_MAX)
+
+
+def longest_redelivery(ack_wait: float, max_deliver: int) -> float:
+    """Seconds from an event's first delivery to its last at most: each delivery may run out
+    its ack wait, then wait its back-off. After it, JetStream never delivers the event again
+    (only a replay of the stream or of a dead letter does)."""
+    return max_deliver * (ack_wait + RETRY_BACKOFF_MAX)
 
 
 class NatsAuthorizationError(Exception):
@@ -109,10 +133,18 @@ class EventBus:
         return self._js
 
     async def declare_stream(
-        self, spec: StreamSpec, *, replicas: int = 1, max_age: timedelta = timedelta(0)
+        self,
+        spec: StreamSpec,
+        *,
+        replicas: int = 1,
+        max_age: timedelta = timedelta(0),
+        max_bytes: int = 0,
     ) -> None:
-        """Idempotent: creates the stream, or updates it to this configuration. `max_age` is
-        the retention: older events are discarded; zero keeps them for ever."""
+        """Idempotent: creates the stream, or updates it to this configuration. `max_age` and
+        `max_bytes` are the retention (zero: no limit); past either, the OLDEST events are
+        discarded, so a producer never stalls on a full stream; the price is that a consumer
+        further behind than the limit misses events (its dead letters and metrics show the gap
+        only if it was running; size the limit for the longest outage a consumer may have)."""
         config = StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
@@ -120,6 +152,8 @@ class EventBus:
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_age=max_age.total_seconds(),
+            max_bytes=max_bytes or -1,
+            discard=DiscardPolicy.OLD,
         )
         try:
             await self.js.stream_info(spec.name)
@@ -140,7 +174,7 @@ class EventBus:
         futures = [
             await self.js.publish_async(e.subject, e.data, headers=e.headers()) for e in events
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        await awake_within(asyncio.gather(*futures), timeout)
 
     async def purge(self, spec: StreamSpec, subjects: Sequence[str]) -> None:
         """Removes every message of the stream on these subject filters (an erased person's
@@ -168,6 +202,30 @@ class EventBus:
         log.info("nats_reconnected")
 
 
+_SLICE = 0.5  # seconds: how much of a wait one stretch may count
+
+
+async def awake_within(acks: asyncio.Future[list[object]], seconds: float) -> None:
+    """Waits for `acks` for `seconds` of the process's waking time: a stretch in which the
+    process was stopped (SIGSTOP, a paused VM) does not count. After such a pause the timer
+    fires before the acknowledgements that arrived meanwhile are read; taking that for a
+    failure would publish the batch again, and a core-NATS subscriber would see it twice."""
+    loop = asyncio.get_running_loop()
+    left = seconds
+    try:
+        while True:
+            started = loop.time()
+            try:
+                await asyncio.wait_for(asyncio.shield(acks), min(left, _SLICE))
+                return
+            except TimeoutError:
+                left -= min(loop.time() - started, _SLICE)
+                if left <= 0:
+                    raise
+    finally:
+        acks.cancel()  # a no-op once done; otherwise nobody waits for them any more
+
+
 Handler = Callable[[IncomingEvent], Awaitable[None]]
 DeadLetterSink = Callable[[str, IncomingEvent, str], Awaitable[None]]
 
@@ -175,9 +233,16 @@ DeadLetterSink = Callable[[str, IncomingEvent, str], Awaitable[None]]
 class DurableConsumer:
     """A durable pull consumer that acks after the handler commits.
 
-    A failing message is redelivered after a back-off; after `max_deliver` deliveries, or at
-    once when it cannot be decoded, it is written to the dead letters and terminated, so it is
-    never dropped without a trace. Handlers must be idempotent (an inbox row per event id).
+    A failure no retry can fix (`promesa.errors.is_permanent`: an undecodable payload, a
+    timestamp out of range, ...) goes to the dead letters at its first delivery; any other is
+    redelivered after an exponential back-off, and after `max_deliver` deliveries it goes to
+    the dead letters too, so an event is never dropped without a trace. Handlers must be
+    idempotent (an inbox row per event id).
+
+    A killed consumer's unacknowledged messages come back to another replica only after the
+    ack wait, so it fetches small batches (`batch`) and keeps a long-running handler's messages
+    alive with a progress ack every third of the ack wait: the ack wait can then be chosen
+    from the usual handling time, not the worst.
     """
 
     def __init__(
@@ -192,7 +257,7 @@ class DurableConsumer:
         dead_letters: DeadLetterSink,
         ack_wait: float = 30.0,
         max_deliver: int = 5,
-        batch: int = 100,
+        batch: int = 10,
     ) -> None:
         self._bus = bus
         self._service = service
@@ -216,10 +281,15 @@ class DurableConsumer:
             return
         log.info("consumer_started", consumer=self._durable, stream=self._stream.name)
         stopping = asyncio.ensure_future(self._stopping.wait())
+        idle = True
         try:
             while not self._stopping.is_set():
+                # nats-py's fetch(n) holds on to the first message until n have come or the
+                # timeout ends: an idle consumer would sit on a lone event for up to 5 s. So
+                # an idle one waits for a single message, and a busy one takes what is there.
+                pulled = sub.fetch(1, timeout=5.0) if idle else sub.fetch(self._batch, timeout=0.05)
                 # A stop must not wait for a long poll to time out; handling is never cut short.
-                fetch = asyncio.ensure_future(sub.fetch(self._batch, timeout=5.0))
+                fetch = asyncio.ensure_future(pulled)
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
                     fetch.cancel()
@@ -227,12 +297,39 @@ class DurableConsumer:
                 try:
                     msgs = fetch.result()
                 except (TimeoutError, nats.errors.TimeoutError):
+                    idle = True
                     continue
-                for msg in msgs:
-                    await self._handle(msg)
+                idle = False
+                await self._handle_batch(msgs)
         finally:
             stopping.cancel()
             await sub.unsubscribe()
+
+    async def _handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Handles the batch in order while a heartbeat keeps every message not yet finished
+        in progress, so none is redelivered elsewhere because an earlier one ran long."""
+        waiting = list(msgs)
+        heartbeat = asyncio.ensure_future(self._heartbeat(waiting))
+        try:
+            while waiting:
+                await self._handle(waiting[0])
+                waiting.pop(0)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self, waiting: list[Msg]) -> None:
+        """Every third of the ack wait, tells JetStream the unfinished messages are still being
+        worked on (two heartbeats may be lost before one is redelivered)."""
+        while True:
+            await asyncio.sleep(self._ack_wait / 3)
+            for msg in list(waiting):
+                try:
+                    await msg.in_progress()
+                except Exception as exc:  # NATS away: a redelivery that follows is harmless
+                    log.warning("consumer_heartbeat_failed", error=repr(exc))
+                    break
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription | None:
         """Waits for the producer to declare its stream: services may start in any order."""
@@ -270,21 +367,28 @@ class DurableConsumer:
         with bound, acting_as(self._identity):
             if delivery > 1:
                 metrics.EVENTS_REDELIVERED.labels(self._service, self._durable).inc()
+            started = time.perf_counter()
             try:
                 await self._while_available(msg, lambda: self._handler(event))
-            except UndecodableEventError as exc:
-                await self._give_up(msg, event, f"undecodable: {exc}")
-                return
             except Exception as exc:
-                if delivery >= self._max_deliver:
-                    await self._give_up(msg, event, repr(exc))
+                self._observe(started)
+                if is_permanent(exc) or delivery >= self._max_deliver:
+                    await self._give_up(msg, event, describe(exc))
                     return
-                log.warning("event_failed_will_retry", delivery=delivery, error=repr(exc))
+                delay = retry_delay(delivery)
+                log.warning(
+                    "event_failed_will_retry", delivery=delivery, error=repr(exc), retry_in=delay
+                )
                 metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "retry").inc()
-                await msg.nak(delay=min(0.5 * 2**delivery, 30.0))
+                await msg.nak(delay=delay)
                 return
+            self._observe(started)
             await msg.ack()
             metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "ok").inc()
+
+    def _observe(self, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.EVENT_HANDLING.labels(self._service, self._durable).observe(elapsed)
 
     async def _while_available(self, msg: Msg, action: Callable[[], Awaitable[None]]) -> None:
         """Runs `action`; while the database is away (UnavailableError) the event is held, not
@@ -312,3 +416,11 @@ class DurableConsumer:
         metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()
         metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "dead_letter").inc()
         await msg.term()
+
+
+def describe(exc: BaseException) -> str:
+    """What a dead letter says about its error: permanent or not, the class, the message."""
+    if isinstance(exc, UndecodableEventError):
+        return f"undecodable: {exc}"
+    kind = "permanent" if is_permanent(exc) else "gave up after the last delivery"
+    return f"{kind}: {exc!r}"

@@ -6,6 +6,10 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
+from promesa.events import PermanentEventError
+
 # A caller learns every mistake at once, but not a thousand of them: past this many the
 # answer says how many more there are. Together with the clipping at the gRPC edge this
 # keeps every error trailer far below the 8 KB that some clients (grpc-js) accept.
@@ -148,3 +152,29 @@ class Violations:
     def raise_if_any(self) -> None:
         if self._items:
             raise InvalidArgumentError(self._items)
+
+
+# Errors that the same event raises again on every delivery: the payload or the code is wrong,
+# and only a fix (then a replay of the dead letter) helps. ValueError covers UnicodeError and
+# out-of-range dates; ArithmeticError covers OverflowError (a timestamp past year 9999).
+_DETERMINISTIC: tuple[type[BaseException], ...] = (
+    PermanentEventError,
+    InvalidArgumentError,
+    DecodeError,
+    ValueError,
+    ArithmeticError,
+    TypeError,
+    LookupError,
+    AttributeError,
+)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when handling an event failed in a way no retry can fix, so it goes to the dead
+    letters at once instead of after max_deliver deliveries (retries only delay the operator
+    and hold a slot of the batch). Everything else is transient and retried with back-off:
+    the database away (UnavailableError, which the consumer holds without spending a
+    delivery), contention, timeouts, lost connections, and errors we do not know, because
+    retrying a permanent error costs only time, while dead-lettering a transient one needs
+    an operator."""
+    return isinstance(exc, _DETERMINISTIC)

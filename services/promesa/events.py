@@ -97,5 +97,10 @@ class IncomingEvent:
         )
 
 
-class UndecodableEventError(Exception):
+class PermanentEventError(Exception):
+    """A handler's way to say that this event can never succeed, whatever the retries (a rule
+    it breaks, a fact it contradicts): it goes to the dead letters at its first delivery."""
+
+
+class UndecodableEventError(PermanentEventError):
     """The payload cannot be read: retrying will not help, so it goes to the dead letters."""

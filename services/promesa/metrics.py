@@ -25,6 +25,13 @@ EVENTS_CONSUMED = Counter(
     "Events handled by a consumer, by outcome.",
     ["service", "consumer", "outcome"],
 )
+EVENT_HANDLING = Histogram(
+    "promesa_event_handling_seconds",
+    "Time a consumer's handler took per event, whatever the outcome: what the ack wait"
+    " (CRM_CONSUMER_ACK_WAIT_SECONDS) must comfortably exceed for a whole batch.",
+    ["service", "consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 EVENTS_REDELIVERED = Counter(
     "promesa_events_redelivered_total",
     "Deliveries that were not the first of their message.",
@@ -43,6 +50,7 @@ OUTBOX_BACKLOG = Gauge(
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """Port 0 turns the endpoint off (tests run several services in one process)."""
+    """Port 0 turns the endpoint off (tests run several services in one process). Raises
+    OSError when the address is taken: the runtime refuses to start, naming it."""
     if port:
         start_http_server(port, addr=host)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
+from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -45,6 +46,7 @@ from pymongo.write_concern import WriteConcern
 from promesa.errors import ContentionError, UnavailableError, clip
 from promesa.events import IncomingEvent, OutgoingEvent
 from promesa.settings import ConfigError
+from promesa.storage import DeadLetter
 
 log = structlog.get_logger(__name__)
 
@@ -86,9 +88,15 @@ PLATFORM_INDEXES: dict[str, list[IndexModel]] = {
     INBOX: [
         IndexModel(
             [("consumer", ASCENDING), ("event_id", ASCENDING)], name="inbox_claim", unique=True
-        )
+        ),
+        IndexModel([("handled_at", ASCENDING)], name="inbox_by_handled_at"),  # for pruning
     ],
-    DEAD_LETTERS: [IndexModel([("recorded_at", ASCENDING)], name="dead_letters_by_time")],
+    DEAD_LETTERS: [
+        IndexModel([("recorded_at", ASCENDING)], name="dead_letters_by_time"),
+        # One consumer's letters in id order. The range (`_id`) is the last field on purpose:
+        # SecantusDB's range scan goes wrong when more index fields follow the range field.
+        IndexModel([("consumer", ASCENDING), ("_id", ASCENDING)], name="dead_letters_by_consumer"),
+    ],
     # `_id` is the request id.
     IDEMPOTENCY: [],
 }
@@ -353,11 +361,60 @@ async def append_outbox(db: Database, session: Session, events: Sequence[Outgoin
 
 
 async def pending_outbox(db: Database, limit: int) -> list[tuple[int, OutgoingEvent]]:
-    """The oldest unsent events in commit order (the `_id` is the sequence number)."""
+    """The oldest unsent events in commit order (the `_id` is the sequence number), claimed or
+    not: what is waiting, for tests and tools."""
     if limit <= 0:
         return []
     rows = await db[OUTBOX].find({}).sort("_id", ASCENDING).limit(limit).to_list()
     return [(int(r["_id"]), OutgoingEvent.from_row(r)) for r in rows]
+
+
+async def claim_outbox(
+    db: Database, holder: str, limit: int, now: datetime, until: datetime
+) -> list[tuple[int, OutgoingEvent]]:
+    """Claims for `holder` until `until` the oldest events no other relay holds (never claimed,
+    or held past their claim's end by a relay that died) and those `holder` holds already
+    (a publish it must retry), in commit order.
+
+    No transaction: the update checks each row's claim again as it sets it, atomically per
+    document, so of two relays that read the same candidates only one gets each row; when the
+    update matched fewer rows than were read, the ones `holder` now holds are read back. Two
+    round trips when uncontended. Filtered by `_id` and the claim fields, with no compound
+    index (SecantusDB's range scan on one is wrong, see issue 11): the relay keeps the outbox
+    short.
+    """
+    if limit <= 0:
+        return []
+    outbox = db[OUTBOX]
+    claimable = {
+        "$or": [
+            {"claimed_by": None},  # never claimed (or written before claims existed)
+            {"claimed_by": holder},
+            {"claimed_until": {"$lte": to_iso(now)}},
+        ]
+    }
+    rows = await outbox.find(claimable).sort("_id", ASCENDING).limit(limit).to_list()
+    if not rows:
+        return []
+    ids = [row["_id"] for row in rows]
+    claimed = await outbox.update_many(
+        {"$and": [{"_id": {"$in": ids}}, claimable]},
+        {"$set": {"claimed_by": holder, "claimed_until": to_iso(until)}},
+    )
+    if claimed.matched_count != len(ids):  # another relay got some first: see which are ours
+        rows = (
+            await outbox.find({"_id": {"$in": ids}, "claimed_by": holder})
+            .sort("_id", ASCENDING)
+            .to_list()
+        )
+    return [(int(r["_id"]), OutgoingEvent.from_row(r)) for r in rows]
+
+
+async def release_outbox(db: Database, holder: str) -> None:
+    """A relay that stops hands its unsent claims back, so another takes them over at once."""
+    await db[OUTBOX].update_many(
+        {"claimed_by": holder}, {"$set": {"claimed_by": None, "claimed_until": None}}
+    )
 
 
 async def delete_outbox(db: Database, seqs: Sequence[int]) -> None:
@@ -387,6 +444,21 @@ async def inbox_claim(
         session=session,
     )
     return result.upserted_id is not None
+
+
+async def prune_inbox(db: Database, before: datetime, limit: int) -> int:
+    """Deletes up to `limit` inbox rows handled before `before`, oldest first (through the
+    `handled_at` index): one bounded batch per call."""
+    if limit <= 0:
+        return 0
+    cutoff = {"handled_at": {"$lt": to_iso(before)}}
+    rows = await (
+        db[INBOX].find(cutoff, {"_id": 1}).sort("handled_at", ASCENDING).limit(limit).to_list()
+    )
+    if not rows:
+        return 0
+    deleted = await db[INBOX].delete_many({"_id": {"$in": [r["_id"] for r in rows]}, **cutoff})
+    return deleted.deleted_count
 
 
 async def find_request(db: Database, request_id: str) -> Document | None:
@@ -431,10 +503,14 @@ async def record_dead_letter(
             "event_id": event.event_id,
             "subject": event.subject,
             "type": event.type,
+            "source": event.source,
+            "ce_subject": event.ce_subject,
+            "time": event.time,
             "data": event.data,
             "error": error,
             "deliveries": event.delivery,
             "recorded_at": to_iso(now),
+            "replayed_at": None,
         }
     )
 
@@ -449,3 +525,53 @@ async def dead_letters(db: Database) -> list[dict[str, object]]:
     )
     keys = ("consumer", "event_id", "subject", "type", "error", "deliveries", "recorded_at")
     return [{k: r[k] for k in keys} for r in rows]
+
+
+async def list_dead_letters(
+    db: Database, consumer: str | None, after_id: str | None, limit: int
+) -> list[DeadLetter]:
+    """Oldest first (ObjectIds grow with insertion); after a malformed `after_id` there is
+    nothing (no letter has that id)."""
+    if limit <= 0:
+        return []
+    query: Document = {}
+    if after_id is not None:
+        after = _object_id(after_id)
+        if after is None:
+            return []
+        query["_id"] = {"$gt": after}
+    if consumer is not None:
+        query["consumer"] = consumer
+    rows = await db[DEAD_LETTERS].find(query).sort("_id", ASCENDING).limit(limit).to_list()
+    return [_dead_letter(r) for r in rows]
+
+
+async def dead_letter(db: Database, letter_id: str) -> DeadLetter | None:
+    oid = _object_id(letter_id)
+    if oid is None:
+        return None
+    row = await db[DEAD_LETTERS].find_one({"_id": oid})
+    return _dead_letter(row) if row else None
+
+
+async def mark_dead_letter_replayed(db: Database, letter_id: str, at: datetime) -> None:
+    """The first replay's time stays: marking again (a retried replay) changes nothing."""
+    oid = _object_id(letter_id)
+    if oid is not None:
+        await db[DEAD_LETTERS].update_one(
+            {"_id": oid, "replayed_at": None}, {"$set": {"replayed_at": to_iso(at)}}
+        )
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def _object_id(letter_id: str) -> ObjectId | None:
+    """A dead letter's id as MongoDB made it; None for anything else (no letter has it)."""
+    return ObjectId(letter_id) if _OBJECT_ID.fullmatch(letter_id) else None
+
+
+def _dead_letter(row: Document) -> DeadLetter:
+    """Letters recorded before source, ce_subject and time were kept read them as empty."""
+    kept_since = {"source": "", "ce_subject": "", "time": "", "replayed_at": None}
+    return DeadLetter.from_row(str(row["_id"]), {**kept_since, **row})

@@ -1,10 +1,13 @@
-"""The outbox relay: publishes committed events in pipelined batches and marks them sent."""
+"""The outbox relay: claims committed events, publishes them in pipelined batches, deletes them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 import structlog
@@ -17,21 +20,47 @@ log = structlog.get_logger(__name__)
 
 
 class OutboxStore(Protocol):
-    """What the relay needs from a service's store; rows are written with the state change."""
+    """What the relay needs from a service's store; rows are written with the state change.
+
+    Every replica of a service runs a relay over the same outbox, so a relay claims the rows it
+    publishes: a row goes out through one relay, and a core-NATS subscriber (which JetStream's
+    duplicate check does not shield) sees each event once."""
+
+    async def claim_events(
+        self, holder: str, limit: int, lease: timedelta
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        """Claims for `holder`, for `lease`, the oldest events no other relay holds (or whose
+        holder's claim ran out: it died), with those `holder` holds already; atomically, so two
+        holders never get one row. Returns them with their outbox sequence numbers, in commit
+        order."""
+        ...
 
     async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
-        """The oldest unsent events with their outbox sequence numbers, in commit order."""
+        """The oldest unsent events, whoever holds them, in commit order (nothing is claimed)."""
         ...
 
     async def mark_events_sent(self, seqs: Sequence[int]) -> None: ...
 
+    async def release_events(self, holder: str) -> None:
+        """Unclaims what `holder` still holds, so that another relay takes it over at once."""
+        ...
+
     async def outbox_backlog(self) -> int: ...
+
+
+# Longer than a batch's publish timeout (EventBus.publish_batch, 10 s), so a live relay's claim
+# never runs out under it; the wait before another relay takes over the rows of one that died.
+CLAIM_LEASE = timedelta(seconds=30)
+# How often `flush` looks whether rows another relay holds have gone out.
+_OTHERS_POLL = 0.02
 
 
 class OutboxRelay:
     """Wakes when a write commits (or every `poll_interval`) and drains the outbox.
 
-    A crash after publishing but before marking sent only republishes: JetStream drops the
+    It publishes only rows it has claimed, so replicas share the outbox instead of each
+    publishing every row. A crash after publishing but before marking sent only republishes
+    (once its claim runs out, through whichever relay claims the rows): JetStream drops the
     copy by its `Nats-Msg-Id`.
     """
 
@@ -43,15 +72,27 @@ class OutboxRelay:
         service: str,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         self._store = store
         self._bus = bus
         self._service = service
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._lease = lease
+        # Unique among live relays; the runtime names it after the replica's address once it
+        # is bound (`hold_as`), so a replica restarted in place takes its predecessor's claims.
+        self.holder = f"{service}-{uuid.uuid4().hex}"
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
+
+    def hold_as(self, address: str) -> None:
+        """Claims from now on as the replica at `address` (host and gRPC port). Two live
+        processes never share one, as ports are bound exclusively; a process restarted at the
+        same address after a crash takes over at once the rows its predecessor had claimed,
+        instead of waiting for their lease to run out."""
+        self.holder = f"{self._service}@{address}"
 
     def notify(self) -> None:
         """Called after a commit that wrote outbox rows."""
@@ -66,30 +107,64 @@ class OutboxRelay:
         while not self._stopping.is_set():
             self._wake.clear()  # a commit during the flush sets it again, so none is missed
             try:
-                await self.flush()
+                await self._publish_claimable()
                 backoff = 0.1
             except Exception as exc:
-                log.warning("outbox_publish_failed", error=repr(exc), retry_in=backoff)
+                log.warning(
+                    "outbox_publish_failed", holder=self.holder, error=repr(exc), retry_in=backoff
+                )
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             await self._sleep(self._poll_interval)
+        await self._release()
 
     async def flush(self) -> int:
-        """Publishes everything pending now; returns how many events were published."""
+        """Publishes everything pending now, and waits (up to a lease) for the rows other relays
+        held meanwhile to go out, taking them over if their holder died: when it returns, every
+        event committed before the call is in JetStream (what an erasure needs before it purges
+        the stream). Returns how many events this relay published."""
+        published = await self._publish_claimable()
+        deadline = time.monotonic() + self._lease.total_seconds()
+        waiting_for = {seq for seq, _ in await self._store.pending_events(self._batch_size)}
+        while waiting_for:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "outbox_flush_gave_up_waiting", holder=self.holder, rows=len(waiting_for)
+                )
+                break
+            await asyncio.sleep(_OTHERS_POLL)
+            published += await self._publish_claimable()
+            still = {seq for seq, _ in await self._store.pending_events(self._batch_size)}
+            waiting_for &= still
+        return published
+
+    async def _publish_claimable(self) -> int:
+        """Claims, publishes and deletes batch after batch until nothing is left to claim."""
         published = 0
         async with self._lock:
             while True:
-                rows = await self._store.pending_events(self._batch_size)
+                rows = await self._store.claim_events(self.holder, self._batch_size, self._lease)
                 if not rows:
                     break
-                await self._bus.publish_batch([event for _, event in rows])
+                try:
+                    await self._bus.publish_batch([event for _, event in rows])
+                except Exception:
+                    # Another relay may get through where this one could not: hand them over.
+                    await self._release()
+                    raise
                 await self._store.mark_events_sent([seq for seq, _ in rows])
                 for _, event in rows:
                     metrics.EVENTS_PUBLISHED.labels(self._service, event.subject).inc()
                 published += len(rows)
             metrics.OUTBOX_BACKLOG.labels(self._service).set(await self._store.outbox_backlog())
         return published
+
+    async def _release(self) -> None:
+        try:
+            await self._store.release_events(self.holder)
+        except Exception as exc:  # the claims then run out on their own
+            log.warning("outbox_release_failed", holder=self.holder, error=repr(exc))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

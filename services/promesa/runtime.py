@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -15,12 +16,19 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from crm.operations.v1 import dead_letters_pb2_grpc as dead_letters_grpc
 from promesa.bus import DeadLetterSink, DurableConsumer, EventBus, Handler, StreamSpec
+from promesa.clock import Clock
+from promesa.dead_letters import DeadLetters
+from promesa.dead_letters_api import SERVICE_NAME as DEAD_LETTERS_SERVICE
+from promesa.dead_letters_api import DeadLettersServicer
 from promesa.interceptors import CallInterceptor
 from promesa.logging import configure_logging
 from promesa.metrics import serve_metrics
 from promesa.outbox import OutboxRelay, OutboxStore
 from promesa.settings import CommonSettings, ConfigError
+from promesa.storage import PlatformStore
+from promesa.workers import Periodic
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +61,8 @@ class ServiceParts:
     relay: OutboxRelay
     stream: StreamSpec
     dead_letters: DeadLetterSink
+    store: PlatformStore
+    clock: Clock  # the store's clock: inbox rows are stamped with it
     subscriptions: Sequence[Subscription] = ()
     workers: Sequence[Worker] = ()  # sweeps and schedulers
     close_store: Callable[[], Awaitable[None]] | None = None
@@ -66,6 +76,35 @@ async def connect_messaging(
     await bus.connect()
     relay = OutboxRelay(outbox, bus, service=common.service, batch_size=common.relay_batch_size)
     return bus, relay
+
+
+class PortInUseError(ConfigError):
+    """The gRPC or metrics address cannot be bound (another process holds it)."""
+
+
+INBOX_PRUNE_BATCH = 1000  # rows per delete: writers wait for one short transaction at most
+
+
+class InboxPruner:
+    """Deletes inbox rows older than the retention (settings.inbox_retention says why it is
+    safe), a batch at a time until none is left, so the inbox stops growing for ever."""
+
+    def __init__(self, store: PlatformStore, clock: Clock, settings: CommonSettings) -> None:
+        self._store = store
+        self._clock = clock
+        self._retention = settings.inbox_retention
+
+    async def __call__(self) -> int:
+        before = self._clock.now() - self._retention
+        pruned = 0
+        while True:
+            count = await self._store.prune_inbox(before, INBOX_PRUNE_BATCH)
+            pruned += count
+            if count < INBOX_PRUNE_BATCH:
+                break
+        if pruned:
+            log.info("inbox_pruned", rows=pruned, before=before.isoformat())
+        return pruned
 
 
 class Runtime:
@@ -94,29 +133,72 @@ class Runtime:
                 dead_letters=parts.dead_letters,
                 ack_wait=settings.consumer_ack_wait_seconds,
                 max_deliver=settings.consumer_max_deliver,
+                batch=settings.consumer_batch,
             )
             for sub in parts.subscriptions
         ]
-        self._workers: list[Worker] = [*self.consumers, *parts.workers]
+        self.dead_letters = DeadLetters(
+            parts.store,
+            {sub.durable: sub.handler for sub in parts.subscriptions},
+            parts.clock,
+            service=settings.service,
+        )
+        self.prune_inbox = InboxPruner(parts.store, parts.clock, settings)
+        pruner = Periodic(
+            settings.service,
+            "inbox_pruning",
+            self.prune_inbox,
+            settings.inbox_prune_interval_seconds,
+        )
+        self._workers: list[Worker] = [*self.consumers, *parts.workers, pruner]
+        self._service_names = [*parts.grpc_service_names, DEAD_LETTERS_SERVICE]
 
     async def start(self) -> int:
+        """Binds both ports first: a port held by another process refuses the start
+        (PortInUseError naming it) before anything is declared or consumed."""
         s = self.settings
-        await self.bus.declare_stream(
-            self.parts.stream, replicas=s.stream_replicas, max_age=s.stream_max_age
+        server = grpc.aio.server(
+            interceptors=[CallInterceptor(s.service, s.api_tokens)],
+            # gRPC sets SO_REUSEPORT by default: a second process would bind the same port
+            # without a word and take part of the calls into its own database.
+            options=[("grpc.so_reuseport", 0)],
         )
-        server = grpc.aio.server(interceptors=[CallInterceptor(s.service, s.api_tokens)])
         self.parts.register(server)
+        dead_letters_grpc.add_DeadLettersServiceServicer_to_server(
+            DeadLettersServicer(self.dead_letters), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [*self.parts.grpc_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        self.port = server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's only word for "cannot bind"
+            raise PortInUseError(
+                f"CRM_GRPC_PORT: cannot listen on {address}: the address is in use by another"
+                " process (or not an address of this host)"
+            ) from None
+        try:
+            serve_metrics(s.metrics_port, s.metrics_host)
+        except OSError as exc:
+            await server.stop(None)
+            raise PortInUseError(
+                f"CRM_METRICS_PORT: cannot listen on {s.metrics_host}:{s.metrics_port}:"
+                f" {exc.strerror or exc}"
+            ) from None
+        self.parts.relay.hold_as(f"{socket.gethostname()}:{self.port}")
+        await self.bus.declare_stream(
+            self.parts.stream,
+            replicas=s.stream_replicas,
+            max_age=s.stream_max_age,
+            max_bytes=s.stream_max_bytes,
+        )
         await server.start()
         self._server = server
-        serve_metrics(s.metrics_port, s.metrics_host)
         workers: list[Worker] = [self.parts.relay, *self._workers]
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in workers]
-        for name in ("", *self.parts.grpc_service_names):
+        for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "service_started",
@@ -140,7 +222,7 @@ class Runtime:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        for name in ("", *self.parts.grpc_service_names):
+        for name in ("", *self._service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             await self._server.stop(self.settings.shutdown_grace_seconds)
@@ -157,12 +239,22 @@ class Runtime:
             await self.parts.close_store()
         log.info("service_stopped")
 
+    async def close(self) -> None:
+        """After a start that failed: drain NATS and close the store, nothing else ran."""
+        await self.bus.close()
+        if self.parts.close_store is not None:
+            await self.parts.close_store()
+
     async def serve_until_signalled(self) -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await self.start()
+        try:
+            await self.start()
+        except PortInUseError:
+            await self.close()
+            raise
         await stopping.wait()
         log.info("service_stopping")
         await self.stop()
@@ -200,6 +292,10 @@ def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Appli
         except ConfigError as exc:  # found only on connecting, e.g. a server without transactions
             print(f"{name}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        await app.runtime.serve_until_signalled()
+        try:
+            await app.runtime.serve_until_signalled()
+        except PortInUseError as exc:
+            print(f"{name}: cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     uvloop.run(main())

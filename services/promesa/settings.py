@@ -14,6 +14,7 @@ from pathlib import Path
 import jwt
 
 from promesa.auth import ApiTokens, JwtSettings, parse_tokens, read_jwks
+from promesa.bus import DUPLICATE_WINDOW_SECONDS, longest_redelivery
 
 
 class ConfigError(Exception):
@@ -100,6 +101,10 @@ class CommonSettings:
     relay_batch_size: int
     promise_horizon: timedelta  # how far ahead a promise may be due
     stream_max_age: timedelta  # how long the service's stream keeps an event; 0 = for ever
+    consumer_batch: int = 10  # messages a consumer fetches at once
+    stream_max_bytes: int = 0  # the size past which the stream drops its oldest events; 0 = none
+    inbox_retention: timedelta = timedelta(days=30)  # how long a handled event's inbox row stays
+    inbox_prune_interval_seconds: float = 3600.0
 
     @property
     def nats_address(self) -> str:
@@ -125,6 +130,15 @@ class CommonSettings:
         if store == "mongodb" and not mongodb_uri:
             raise ConfigError("CRM_MONGODB_URI is required when CRM_STORE=mongodb")
         grpc_host = env.text("CRM_GRPC_HOST", "0.0.0.0")
+        stream_max_age = timedelta(
+            days=env.integer(
+                "CRM_STREAM_MAX_AGE_DAYS", stream_max_age_days, minimum=0, maximum=36_500
+            )
+        )
+        # Measured handling takes milliseconds (README, reliability): 10 s returns a killed
+        # consumer's batch soon, and the heartbeat keeps a slower handler's messages alive.
+        ack_wait = env.number("CRM_CONSUMER_ACK_WAIT_SECONDS", 10.0, minimum=1.0, maximum=3600.0)
+        max_deliver = env.integer("CRM_CONSUMER_MAX_DELIVER", 5, minimum=1, maximum=100)
         return cls(
             service=service,
             grpc_host=grpc_host,
@@ -143,20 +157,57 @@ class CommonSettings:
             api_tokens=api_tokens(env),
             log_level=env.choice("CRM_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             shutdown_grace_seconds=env.number("CRM_SHUTDOWN_GRACE_SECONDS", 10.0),
-            consumer_ack_wait_seconds=env.number(
-                "CRM_CONSUMER_ACK_WAIT_SECONDS", 30.0, minimum=1.0
-            ),
-            consumer_max_deliver=env.integer("CRM_CONSUMER_MAX_DELIVER", 5, minimum=1, maximum=100),
+            consumer_ack_wait_seconds=ack_wait,
+            consumer_max_deliver=max_deliver,
             relay_batch_size=env.integer("CRM_RELAY_BATCH_SIZE", 500, minimum=1, maximum=10_000),
-            stream_max_age=timedelta(
-                days=env.integer(
-                    "CRM_STREAM_MAX_AGE_DAYS", stream_max_age_days, minimum=0, maximum=36_500
-                )
-            ),
+            stream_max_age=stream_max_age,
             promise_horizon=timedelta(
                 days=env.integer("CRM_PROMISE_HORIZON_DAYS", 1826, minimum=1, maximum=36_500)
             ),
+            consumer_batch=env.integer("CRM_CONSUMER_BATCH", 10, minimum=1, maximum=1000),
+            stream_max_bytes=env.integer("CRM_STREAM_MAX_BYTES", 0, minimum=0, maximum=2**62),
+            inbox_retention=inbox_retention(
+                env, stream_max_age, ack_wait=ack_wait, max_deliver=max_deliver
+            ),
+            inbox_prune_interval_seconds=env.number(
+                "CRM_INBOX_PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0, maximum=7 * 86_400.0
+            ),
         )
+
+
+DEFAULT_INBOX_RETENTION = timedelta(days=30)
+
+
+def inbox_retention(
+    env: Env, stream_max_age: timedelta, *, ack_wait: float, max_deliver: int
+) -> timedelta:
+    """CRM_INBOX_RETENTION_DAYS: how long a handled event's inbox row is kept, which is how
+    long a second copy of the event is still recognised and changes nothing. A copy can come:
+    - from a producer publishing again: within the stream's duplicate window JetStream drops
+      it, after it the inbox must (bus.DUPLICATE_WINDOW_SECONDS);
+    - from a redelivery: at most bus.longest_redelivery(ack_wait, max_deliver) after the first;
+    - from a replay of the stream (a durable consumer reset or created again delivers all the
+      stream still holds): up to the stream's max age after the event.
+    So the retention must cover the first two, and the stream's max age when it has one (the
+    default is the longer of 30 days and that max age). A stream kept for ever (max age 0)
+    cannot be covered: replay it from a start time within the retention, never from the
+    beginning."""
+    default_days = max(DEFAULT_INBOX_RETENTION, stream_max_age).days
+    days = env.integer("CRM_INBOX_RETENTION_DAYS", default_days, minimum=1, maximum=36_500)
+    retention = timedelta(days=days)
+    floor = timedelta(seconds=DUPLICATE_WINDOW_SECONDS + longest_redelivery(ack_wait, max_deliver))
+    if retention < floor:
+        raise ConfigError(
+            f"CRM_INBOX_RETENTION_DAYS={days} is shorter than the duplicate window plus the"
+            f" longest redelivery ({floor}, from CRM_CONSUMER_ACK_WAIT_SECONDS and"
+            " CRM_CONSUMER_MAX_DELIVER): a redelivered event would be applied twice"
+        )
+    if stream_max_age and retention < stream_max_age:
+        raise ConfigError(
+            f"CRM_INBOX_RETENTION_DAYS={days} is shorter than CRM_STREAM_MAX_AGE_DAYS="
+            f"{stream_max_age.days}: a replay of the stream would apply old events twice"
+        )
+    return retention
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")

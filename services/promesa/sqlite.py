@@ -9,10 +9,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.storage import DeadLetter
 
 PLATFORM_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -23,7 +24,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     source TEXT NOT NULL,
     time TEXT NOT NULL,
     ce_subject TEXT NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    claimed_by TEXT,
+    claimed_until TEXT
 );
 CREATE TABLE IF NOT EXISTS inbox (
     consumer TEXT NOT NULL,
@@ -31,6 +34,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     handled_at TEXT NOT NULL,
     PRIMARY KEY (consumer, event_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbox_by_handled_at ON inbox (handled_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     consumer TEXT NOT NULL,
@@ -40,8 +44,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     data BLOB NOT NULL,
     error TEXT NOT NULL,
     deliveries INTEGER NOT NULL,
-    recorded_at TEXT NOT NULL
+    recorded_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    ce_subject TEXT NOT NULL DEFAULT '',
+    time TEXT NOT NULL DEFAULT '',
+    replayed_at TEXT
 );
+CREATE INDEX IF NOT EXISTS dead_letters_by_consumer ON dead_letters (consumer, id);
 CREATE TABLE IF NOT EXISTS idempotency (
     request_id TEXT PRIMARY KEY,
     operation TEXT NOT NULL,
@@ -64,7 +73,38 @@ def open_database(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     # data must not be recoverable from the file.
     conn.execute("PRAGMA secure_delete=ON")
     conn.executescript(PLATFORM_SCHEMA)
+    _add_missing_columns(conn)
     return conn
+
+
+# Columns that came after a table did: a database written by an older release gets them when it
+# is opened (its outbox rows unclaimed, its dead letters without source, ce_subject and time).
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "outbox": (("claimed_by", "TEXT"), ("claimed_until", "TEXT")),
+    "dead_letters": (
+        ("source", "TEXT NOT NULL DEFAULT ''"),
+        ("ce_subject", "TEXT NOT NULL DEFAULT ''"),
+        ("time", "TEXT NOT NULL DEFAULT ''"),
+        ("replayed_at", "TEXT"),
+    ),
+}
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    missing = []
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing += [(table, name, decl) for name, decl in columns if name not in present]
+    return missing
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Checked again inside the write lock: two replicas may open an old file at once."""
+    if not _missing_columns(conn):
+        return
+    with transaction(conn):
+        for table, name, decl in _missing_columns(conn):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
 @contextmanager
@@ -88,30 +128,71 @@ def append_outbox(conn: sqlite3.Connection, events: Sequence[OutgoingEvent]) -> 
 
 
 def pending_outbox(conn: sqlite3.Connection, limit: int) -> list[tuple[int, OutgoingEvent]]:
+    """The oldest unsent events, claimed or not: what is waiting, for tests and tools."""
     if limit <= 0:
         return []
     rows = conn.execute(
-        "SELECT seq, event_id, subject, type, source, time, ce_subject, data FROM outbox"
-        " ORDER BY seq LIMIT ?",
-        (limit,),
+        f"SELECT seq, {_EVENT_COLUMNS} FROM outbox ORDER BY seq LIMIT ?", (limit,)
     ).fetchall()
     return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 
 
-def delete_outbox(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
-    """Sent rows are deleted: JetStream is the record of what was published.
+_EVENT_COLUMNS = "event_id, subject, type, source, time, ce_subject, data"
 
-    This commit skips the fsync a state change pays: if a power loss undoes it, the rows are
-    published again, JetStream drops the copies by `Nats-Msg-Id` and consumers' inboxes drop
-    any that outlive its duplicate window.
-    """
+
+def claim_outbox(
+    conn: sqlite3.Connection, holder: str, limit: int, now: datetime, until: datetime
+) -> list[tuple[int, OutgoingEvent]]:
+    """Claims for `holder` until `until` the oldest events no other relay holds (never claimed,
+    or held past their claim's end by a relay that died) and those `holder` holds already
+    (a publish it must retry), in commit order. One transaction, so two relays never claim
+    one row."""
+    if limit <= 0:
+        return []
+    with _without_fsync(conn), transaction(conn):
+        rows = conn.execute(
+            "UPDATE outbox SET claimed_by = :holder, claimed_until = :until WHERE seq IN ("
+            " SELECT seq FROM outbox WHERE claimed_by IS NULL OR claimed_by = :holder"
+            " OR claimed_until <= :now ORDER BY seq LIMIT :limit)"
+            f" RETURNING seq, {_EVENT_COLUMNS}",
+            {"holder": holder, "until": _iso(until), "now": _iso(now), "limit": limit},
+        ).fetchall()
+    rows.sort(key=lambda r: int(r["seq"]))  # RETURNING promises no order
+    return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
+
+
+def release_outbox(conn: sqlite3.Connection, holder: str) -> None:
+    """A relay that stops hands its unsent claims back, so another takes them over at once."""
+    with _without_fsync(conn), transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+            (holder,),
+        )
+
+
+def delete_outbox(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
+    """Sent rows are deleted: JetStream is the record of what was published."""
+    with _without_fsync(conn), transaction(conn):
+        conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+
+@contextmanager
+def _without_fsync(conn: sqlite3.Connection) -> Iterator[None]:
+    """For the relay's own commits (claims, deletions), which skip the fsync a state change pays:
+    if a power loss undoes one, the rows are unclaimed or unsent again and published again;
+    JetStream drops the copies by `Nats-Msg-Id` and consumers' inboxes drop any that outlive its
+    duplicate window."""
     level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
     conn.execute("PRAGMA synchronous=NORMAL")
     try:
-        with transaction(conn):
-            conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        yield
     finally:
         conn.execute(f"PRAGMA synchronous={level}")
+
+
+def _iso(at: datetime) -> str:
+    """The stored form of an instant: ISO-8601 in UTC, so strings compare as instants do."""
+    return at.astimezone(UTC).isoformat()
 
 
 def outbox_backlog(conn: sqlite3.Connection) -> int:
@@ -122,9 +203,23 @@ def inbox_claim(conn: sqlite3.Connection, consumer: str, event_id: str, now: dat
     """Inside the effect's transaction: True the first time an event is seen, False after."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO inbox (consumer, event_id, handled_at) VALUES (?, ?, ?)",
-        (consumer, event_id, now.isoformat()),
+        (consumer, event_id, _iso(now)),
     )
     return cur.rowcount == 1
+
+
+def prune_inbox(conn: sqlite3.Connection, before: datetime, limit: int) -> int:
+    """Deletes up to `limit` inbox rows handled before `before`, oldest first (through the
+    `handled_at` index), in one short transaction so writers wait for one batch at most."""
+    if limit <= 0:
+        return 0
+    with transaction(conn):
+        cur = conn.execute(
+            "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM inbox"
+            " WHERE handled_at < ? ORDER BY handled_at LIMIT ?)",
+            (_iso(before), limit),
+        )
+    return cur.rowcount
 
 
 def record_dead_letter(
@@ -132,17 +227,21 @@ def record_dead_letter(
 ) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT INTO dead_letters (consumer, event_id, subject, type, data, error,"
-            " deliveries, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dead_letters (consumer, event_id, subject, type, source, ce_subject,"
+            " time, data, error, deliveries, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 consumer,
                 event.event_id,
                 event.subject,
                 event.type,
+                event.source,
+                event.ce_subject,
+                event.time,
                 event.data,
                 error,
                 event.delivery,
-                now.isoformat(),
+                _iso(now),
             ),
         )
 
@@ -153,6 +252,68 @@ def dead_letters(conn: sqlite3.Connection) -> list[dict[str, object]]:
         " FROM dead_letters ORDER BY id"
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+_LETTER_COLUMNS = (
+    "id, consumer, event_id, subject, type, source, ce_subject, time, data, error, deliveries,"
+    " recorded_at, replayed_at"
+)
+
+
+def list_dead_letters(
+    conn: sqlite3.Connection, consumer: str | None, after_id: str | None, limit: int
+) -> list[DeadLetter]:
+    """Oldest first; after a malformed `after_id` there is nothing (no letter has that id)."""
+    if limit <= 0:
+        return []
+    after: int | str = 0
+    if after_id is not None:
+        parsed = _rowid(after_id)
+        if parsed is None:
+            return []
+        after = parsed
+    where, args = "id > ?", [after]
+    if consumer is not None:
+        where += " AND consumer = ?"
+        args.append(consumer)
+    rows = conn.execute(
+        f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE {where} ORDER BY id LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+    return [_dead_letter(r) for r in rows]
+
+
+def dead_letter(conn: sqlite3.Connection, letter_id: str) -> DeadLetter | None:
+    rowid = _rowid(letter_id)
+    if rowid is None:
+        return None
+    row = conn.execute(
+        f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE id = ?", (rowid,)
+    ).fetchone()
+    return _dead_letter(row) if row else None
+
+
+def mark_dead_letter_replayed(conn: sqlite3.Connection, letter_id: str, at: datetime) -> None:
+    """The first replay's time stays: marking again (a retried replay) changes nothing."""
+    rowid = _rowid(letter_id)
+    if rowid is None:
+        return
+    with transaction(conn):
+        conn.execute(
+            "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+            (_iso(at), rowid),
+        )
+
+
+def _rowid(letter_id: str) -> int | None:
+    """A dead letter's id as SQLite numbers it; None for anything else (no letter has it)."""
+    if not (letter_id.isascii() and letter_id.isdigit()) or len(letter_id) > 18:
+        return None
+    return int(letter_id)
+
+
+def _dead_letter(row: sqlite3.Row) -> DeadLetter:
+    return DeadLetter.from_row(str(row["id"]), row)
 
 
 def remember_idempotent(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from promesa import sqlite as db
@@ -14,6 +15,7 @@ from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
 from promesa.storage import (
     AlreadyHandledError,
+    DeadLetter,
     DuplicateRequestError,
     IdempotencyKey,
     InboxKey,
@@ -89,6 +91,15 @@ class SqliteStore:
     async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
         return db.pending_outbox(self._conn, limit)
 
+    async def claim_events(
+        self, holder: str, limit: int, lease: timedelta
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        now = self._clock.now()
+        return db.claim_outbox(self._conn, holder, limit, now, now + lease)
+
+    async def release_events(self, holder: str) -> None:
+        db.release_outbox(self._conn, holder)
+
     async def mark_events_sent(self, seqs: Sequence[int]) -> None:
         db.delete_outbox(self._conn, seqs)
 
@@ -100,6 +111,26 @@ class SqliteStore:
 
     async def dead_letters(self) -> list[dict[str, object]]:
         return db.dead_letters(self._conn)
+
+    async def list_dead_letters(
+        self, consumer: str | None, after_id: str | None, limit: int
+    ) -> Sequence[DeadLetter]:
+        """Oldest first; `consumer` None for every consumer's; nothing after a malformed id."""
+        return db.list_dead_letters(self._conn, consumer, after_id, limit)
+
+    async def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        """None for an unknown id, and for one this backend could not have made."""
+        return db.dead_letter(self._conn, letter_id)
+
+    async def mark_dead_letter_replayed(self, letter_id: str, at: datetime) -> None:
+        """Idempotent: the first replay's instant stays; an unknown id changes nothing."""
+        db.mark_dead_letter_replayed(self._conn, letter_id, at)
+
+    async def prune_inbox(self, before: datetime, limit: int) -> int:
+        """Forgets up to `limit` events handled before `before` (one bounded batch; returns how
+        many): an event redelivered after that is applied again, so `before` must lie further
+        back than the stream's duplicate window and the longest redelivery."""
+        return db.prune_inbox(self._conn, before, limit)
 
     async def forget_dead_letters(self, contact_id: str) -> None:
         """An erased person's dead letters go: their payloads may hold what they said."""

@@ -120,6 +120,7 @@ def test_every_rpc_has_its_own_request_and_response() -> None:
         "crm.contacts.v1.ContactsService",
         "crm.interactions.v1.InteractionsService",
         "crm.followup.v1.FollowupService",
+        "crm.operations.v1.DeadLettersService",
     }
 
     for service in services:

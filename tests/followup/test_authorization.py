@@ -26,7 +26,7 @@ from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.domain.model import Evidence, Promise, PromiseDraft, PromiseKind
 from followup.domain.reminders import ReminderKind, ReminderPolicy, delivery
 from followup.domain.stats import Grouping, PromiseStats
-from followup.ports import Change, PromiseFilter
+from followup.ports import Change, FedReminder, PromiseFilter
 from followup.usecases import PromiseCommands, PromiseQueries
 from followup.usecases.planning import PromisePlanner
 from promesa.auth import Identity
@@ -112,13 +112,13 @@ class NoFeed:
     def __init__(self) -> None:
         self.subscribed: list[str] = []
 
-    async def subscribe(self, user_id: str) -> NoSubscription:
+    async def subscribe(self, user_id: str, after: int | None = None) -> NoSubscription:
         self.subscribed.append(user_id)
         return NoSubscription()
 
 
 class NoSubscription:
-    async def __aiter__(self) -> AsyncIterator[reminder_pb2.Reminder]:
+    async def __aiter__(self) -> AsyncIterator[FedReminder]:
         return
         yield  # an async generator that yields nothing
 

@@ -767,6 +767,58 @@ class PromiseStoreContract(abc.ABC):
 
         assert sorted(claimed) == sorted(r.id for r in due)  # each one once, none left
 
+    async def test_the_holder_renews_its_claims_and_a_renewed_claim_is_not_taken_over(
+        self, store: PromiseStore
+    ) -> None:
+        p = a_promise()
+        await store.commit(
+            Change(
+                saves=[(p, 0)],
+                replans={p.id: [a_reminder(p, "r1", T0), a_reminder(p, "r2", T0)]},
+            )
+        )
+        lease_end = T0 + MINUTE
+        claims = await store.claim_due(T0, lease_end, 10)
+
+        renewed_until = lease_end + MINUTE
+        assert await store.renew_claims(claims, renewed_until) == {"r1", "r2"}
+
+        # Past the first lease, nothing is due: the renewed lease holds…
+        assert await store.claim_due(lease_end, lease_end + MINUTE, 10) == []
+        # …until it ends too.
+        [taken] = await store.claim_due(renewed_until, renewed_until + MINUTE, 1)
+        assert await store.renew_claims(claims, renewed_until + MINUTE) == {"r1", "r2"} - {
+            taken.delivery.id
+        }
+        [still_mine] = [c for c in claims if c.delivery.id != taken.delivery.id]
+        await store.commit(Change(completed=[completed(still_mine, next_attempt_at=None)]))
+        with pytest.raises(LeaseLostError):
+            await store.commit(Change(completed=[completed(claims[0], next_attempt_at=None)]))
+        assert await store.renew_claims(claims, renewed_until + MINUTE) == set()
+
+    async def test_progress_on_a_claim_is_recorded_and_the_claim_kept_while_it_holds(
+        self, store: PromiseStore
+    ) -> None:
+        p = a_promise()
+        await store.commit(Change(saves=[(p, 0)], replans={p.id: [a_reminder(p, "r1", T0)]}))
+        [claim] = await store.claim_due(T0, T0 + MINUTE, 10)
+        nats = DeliveryAttempt("nats", T0, True)
+        step = replace(claim, delivery=claim.delivery.progressed([nats]))
+
+        await store.commit(Change(progressed=[step], events=[PromiseMade(p, "x", T0)]))
+
+        assert await store.deliveries(p.id, "", None, 10) == [step.delivery]
+        assert await store.claim_due(T0 + timedelta(seconds=59), T0 + MINUTE, 10) == []
+        done = step.delivery.after_attempts([DeliveryAttempt("webhook", T0, True)], T0, POLICY)
+        await store.commit(Change(completed=[replace(step, delivery=done)]))
+        assert await store.deliveries(p.id, "", None, 10) == [done]
+        assert done.outcome is Outcome.DELIVERED and done.remaining == ()
+
+        # Once the claim is gone, progress on it is refused and nothing of it is written.
+        with pytest.raises(LeaseLostError):
+            await store.commit(Change(progressed=[step], events=[PromiseMade(p, "y", T0)]))
+        assert await store.deliveries(p.id, "", None, 10) == [done]
+
     # --- contacts' preferences ---------------------------------------------------------------
 
     async def test_contact_profiles_read_back_equal_are_replaced_and_forgotten(

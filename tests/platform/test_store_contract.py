@@ -1,10 +1,11 @@
 """One contract for the store bases every service builds on, run against every backend.
 
-`promesa.sqlite_store.SqliteStore` and `promesa.mongo_store.MongoStore` own the outbox, the
-inbox, idempotency keys, versioned saves and dead letters; the services' own contract suites
-test only their domain methods. `PlatformStoreContract` holds the behaviour and each backend
-subclasses it with a `create_store()` (eventsourcing style), so the two keep the same
-behaviour. The stores under test are the smallest a service could write on those bases: one
+`promesa.sqlite_store.SqliteStore` and `promesa.mongo_store.MongoStore` own the outbox (and the
+claims by which replicas' relays share it), the inbox (and its pruning), idempotency keys,
+versioned saves and dead letters (kept whole, to be listed and replayed); the services' own
+contract suites test only their domain methods. `PlatformStoreContract` holds the behaviour and
+each backend subclasses it with a `create_store()` (eventsourcing style), so the two keep the
+same behaviour. The stores under test are the smallest a service could write on those bases: one
 table (collection) of notes, saved through `_save_versioned`, committed through `_writing`
 (`_write`). SQLite always runs, on a real file; MongoDB runs when CRM_TEST_MONGODB_URI names a
 replica set (transactions need one), each test in a database of its own, dropped afterwards.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +34,7 @@ from promesa.mongo_store import MongoStore
 from promesa.sqlite_store import SqliteStore
 from promesa.storage import (
     AlreadyHandledError,
+    DeadLetter,
     DuplicateRequestError,
     IdempotencyKey,
     InboxKey,
@@ -40,6 +43,31 @@ from promesa.storage import (
 
 MONGODB_URI = os.environ.get("CRM_TEST_MONGODB_URI", "")
 NOTES = "notes"
+
+# The outbox and dead letters as the release before claims and whole dead letters made them.
+OLD_PLATFORM_SCHEMA = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    time TEXT NOT NULL,
+    ce_subject TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    consumer TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    error TEXT NOT NULL,
+    deliveries INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,10 +101,20 @@ class NoteStore(Protocol):
     async def get(self, note_id: str) -> Note | None: ...
     async def find_request(self, request_id: str) -> IdempotencyKey | None: ...
     async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]: ...
+    async def claim_events(
+        self, holder: str, limit: int, lease: timedelta
+    ) -> Sequence[tuple[int, OutgoingEvent]]: ...
+    async def release_events(self, holder: str) -> None: ...
     async def mark_events_sent(self, seqs: Sequence[int]) -> None: ...
     async def outbox_backlog(self) -> int: ...
+    async def prune_inbox(self, before: datetime, limit: int) -> int: ...
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None: ...
     async def dead_letters(self) -> list[dict[str, object]]: ...
+    async def list_dead_letters(
+        self, consumer: str | None, after_id: str | None, limit: int
+    ) -> Sequence[DeadLetter]: ...
+    async def dead_letter(self, letter_id: str) -> DeadLetter | None: ...
+    async def mark_dead_letter_replayed(self, letter_id: str, at: datetime) -> None: ...
     async def forget_dead_letters(self, contact_id: str) -> None: ...
     async def scrub(self) -> None: ...
     async def close(self) -> None: ...
@@ -195,6 +233,13 @@ async def pending_ids(store: NoteStore, limit: int = 100) -> list[str]:
     return [e.event_id for _, e in await store.pending_events(limit)]
 
 
+async def claimed_ids(store: NoteStore, holder: str, limit: int = 100) -> list[str]:
+    return [e.event_id for _, e in await store.claim_events(holder, limit, LEASE)]
+
+
+LEASE = timedelta(seconds=30)
+
+
 async def outcomes(*attempts: Any) -> list[object]:
     """Runs the attempts at once; each outcome is None (committed) or the error raised."""
     return list(await asyncio.gather(*attempts, return_exceptions=True))
@@ -212,6 +257,10 @@ class PlatformStoreContract(abc.ABC):
 
     async def dispose_store(self, store: NoteStore) -> None:
         await store.close()
+
+    async def open_twin(self, store: NoteStore, tmp_path: Path, clock: ManualClock) -> NoteStore:
+        """A second store on the same database, as another replica of the service opens it."""
+        raise NotImplementedError
 
     @pytest.fixture
     def clock(self) -> ManualClock:
@@ -388,6 +437,110 @@ class PlatformStoreContract(abc.ABC):
         assert read.time.utcoffset() == original.time.utcoffset()
         assert read.headers() == original.headers()
 
+    # --- claims: one relay publishes a row ---------------------------------------------------
+
+    async def test_a_claim_takes_the_oldest_events_in_commit_order_up_to_the_limit(
+        self, store: NoteStore
+    ) -> None:
+        for i in range(1, 6):
+            await store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i}")))
+
+        claimed = await store.claim_events("relay-a", 3, LEASE)
+
+        assert [e.event_id for _, e in claimed] == ["e-1", "e-2", "e-3"]
+        assert [seq for seq, _ in claimed] == [seq for seq, _ in await store.pending_events(3)]
+        assert await store.claim_events("relay-a", 0, LEASE) == []
+
+    async def test_a_claimed_event_stays_pending_until_it_is_marked_sent(
+        self, store: NoteStore
+    ) -> None:
+        await store.commit(creating(Note("n-1", "x"), event("e-1"), event("e-2")))
+
+        ((seq, _),) = await store.claim_events("relay-a", 1, LEASE)
+
+        assert await pending_ids(store) == ["e-1", "e-2"], "pending lists claimed rows too"
+        assert await store.outbox_backlog() == 2
+        await store.mark_events_sent([seq])
+        assert await pending_ids(store) == ["e-2"]
+
+    async def test_another_holder_gets_only_the_events_no_one_holds(self, store: NoteStore) -> None:
+        for i in range(1, 5):
+            await store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i}")))
+
+        assert await claimed_ids(store, "relay-a", 2) == ["e-1", "e-2"]
+        assert await claimed_ids(store, "relay-b") == ["e-3", "e-4"]
+        assert await claimed_ids(store, "relay-c") == []
+
+    async def test_a_holder_gets_its_own_claims_again_to_retry_a_failed_publish(
+        self, store: NoteStore
+    ) -> None:
+        await store.commit(creating(Note("n-1", "x"), event("e-1")))
+        await claimed_ids(store, "relay-a")
+        await store.commit(creating(Note("n-2", "x"), event("e-2")))
+
+        assert await claimed_ids(store, "relay-a") == ["e-1", "e-2"]
+        assert await claimed_ids(store, "relay-b") == []
+
+    async def test_a_claim_that_ran_out_is_taken_over_and_one_that_did_not_is_not(
+        self, store: NoteStore, clock: ManualClock
+    ) -> None:
+        await store.commit(creating(Note("n-1", "x"), event("e-1")))
+        await claimed_ids(store, "relay-dead")
+
+        clock.advance(LEASE - timedelta(microseconds=1))
+        assert await claimed_ids(store, "relay-b") == [], "the holder may still be publishing"
+
+        clock.advance(timedelta(microseconds=1))
+        assert await claimed_ids(store, "relay-b") == ["e-1"], "its holder died: taken over"
+        assert await claimed_ids(store, "relay-c") == [], "the new claim holds"
+
+    async def test_released_claims_are_taken_over_at_once(self, store: NoteStore) -> None:
+        await store.commit(creating(Note("n-1", "x"), event("e-1"), event("e-2")))
+        await claimed_ids(store, "relay-a", 1)
+        await claimed_ids(store, "relay-b", 1)
+
+        await store.release_events("relay-a")
+        await store.release_events("relay-nobody")
+
+        assert await claimed_ids(store, "relay-c") == ["e-1"]
+        assert await claimed_ids(store, "relay-c") == ["e-1"], "relay-b still holds e-2"
+
+    async def test_two_stores_on_one_database_never_claim_the_same_event(
+        self, store: NoteStore, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        twin = await self.open_twin(store, tmp_path, clock)
+        try:
+            for i in range(60):
+                await store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i:02}")))
+            got: dict[str, list[str]] = {"relay-a": [], "relay-b": []}
+
+            async def drain(replica: NoteStore, holder: str) -> None:
+                while rows := await replica.claim_events(holder, 7, LEASE):
+                    got[holder] += [e.event_id for _, e in rows]
+                    await replica.mark_events_sent([seq for seq, _ in rows])
+
+            await asyncio.gather(drain(store, "relay-a"), drain(twin, "relay-b"))
+
+            assert sorted(got["relay-a"] + got["relay-b"]) == [f"e-{i:02}" for i in range(60)]
+            assert not set(got["relay-a"]) & set(got["relay-b"])
+            assert got["relay-a"] == sorted(got["relay-a"])
+            assert got["relay-b"] == sorted(got["relay-b"])
+            assert await store.outbox_backlog() == 0
+        finally:
+            await twin.close()
+
+    async def test_concurrent_claims_by_many_holders_share_the_events_out(
+        self, store: NoteStore
+    ) -> None:
+        for i in range(20):
+            await store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i:02}")))
+
+        claims = await asyncio.gather(*(claimed_ids(store, f"relay-{h}", 3) for h in range(10)))
+
+        everything = [event_id for claim in claims for event_id in claim]
+        assert len(everything) == len(set(everything)), "no event claimed twice"
+        assert everything, "a holder that lost every race gets nothing; one of them won"
+
     # --- the inbox ---------------------------------------------------------------------------
 
     async def test_an_event_handled_twice_is_refused_the_second_time_and_writes_nothing(
@@ -431,6 +584,32 @@ class PlatformStoreContract(abc.ABC):
             i == applied for i in range(5)
         ]
         assert await pending_ids(store) == [f"e-{applied}"]
+
+    async def test_pruning_forgets_inbox_rows_handled_before_the_cutoff_a_batch_at_a_time(
+        self, store: NoteStore, clock: ManualClock
+    ) -> None:
+        for i, hours in enumerate((0, 1, 2, 3)):
+            clock.set(START + timedelta(hours=hours))
+            handled = InboxKey("followup-contacts", f"evt-{i}")
+            await store.commit(creating(Note(f"n-{i}", "x"), handled=handled))
+        cutoff = START + timedelta(hours=2)
+
+        assert await store.prune_inbox(cutoff, 1) == 1
+        assert await store.prune_inbox(cutoff, 10) == 1
+        assert await store.prune_inbox(cutoff, 10) == 0, "a row handled at the cutoff stays"
+        assert await store.prune_inbox(cutoff, 0) == 0
+
+        # The pruned events are forgotten; the kept ones are still refused
+        await store.commit(
+            creating(Note("n-again", "x"), handled=InboxKey("followup-contacts", "evt-0"))
+        )
+        with pytest.raises(AlreadyHandledError):
+            await store.commit(
+                creating(Note("n-no", "x"), handled=InboxKey("followup-contacts", "evt-2"))
+            )
+
+    async def test_pruning_an_empty_inbox_deletes_nothing(self, store: NoteStore) -> None:
+        assert await store.prune_inbox(START + timedelta(days=1), 100) == 0
 
     # --- idempotency keys --------------------------------------------------------------------
 
@@ -645,6 +824,90 @@ class PlatformStoreContract(abc.ABC):
 
         assert [d["event_id"] for d in await store.dead_letters()] == ["evt-2"]
 
+    async def test_a_dead_letter_keeps_the_whole_event_to_replay_it(
+        self, store: NoteStore, clock: ManualClock
+    ) -> None:
+        delivered = incoming("evt-1", 5)
+        recorded_at = clock.advance(timedelta(seconds=1, microseconds=3))
+
+        await store.record_dead_letter("touches", delivered, "undecodable payload")
+
+        (letter,) = await store.list_dead_letters(None, None, 10)
+        assert letter == DeadLetter(
+            id=letter.id,
+            consumer="touches",
+            event=delivered,
+            error="undecodable payload",
+            recorded_at=recorded_at,
+            replayed_at=None,
+        )
+        assert type(letter.event.data) is bytes
+        assert await store.dead_letter(letter.id) == letter
+
+    async def test_dead_letters_are_listed_oldest_first_by_consumer_a_page_at_a_time(
+        self, store: NoteStore
+    ) -> None:
+        for i in range(5):
+            await store.record_dead_letter("touches", incoming(f"evt-{i}", 1), "bad")
+            await store.record_dead_letter("reminders", incoming(f"rem-{i}", 1), "bad")
+
+        first = await store.list_dead_letters("touches", None, 2)
+        rest = await store.list_dead_letters("touches", first[-1].id, 10)
+        everyone = await store.list_dead_letters(None, None, 100)
+
+        assert [d.event.event_id for d in first] == ["evt-0", "evt-1"]
+        assert [d.event.event_id for d in rest] == ["evt-2", "evt-3", "evt-4"]
+        assert {d.consumer for d in [*first, *rest]} == {"touches"}
+        assert [d.event.event_id for d in everyone][:4] == ["evt-0", "rem-0", "evt-1", "rem-1"]
+        assert len({d.id for d in everyone}) == 10
+        assert await store.list_dead_letters("touches", rest[-1].id, 10) == []
+        assert await store.list_dead_letters("nobody", None, 10) == []
+        assert await store.list_dead_letters(None, "not an id", 10) == [], "no letter has it"
+        assert await store.list_dead_letters(None, None, 0) == []
+
+    @pytest.mark.parametrize(
+        "letter_id",
+        ["", "x", "-1", "0", "1e3", "65a1b2c3d4e5f60718293a4", "ZZ" * 12, "٣", "9" * 40],
+    )
+    async def test_an_unknown_or_malformed_dead_letter_id_finds_nothing(
+        self, store: NoteStore, letter_id: str
+    ) -> None:
+        await store.record_dead_letter("touches", incoming("evt-1", 1), "bad")
+
+        assert await store.dead_letter(letter_id) is None
+        await store.mark_dead_letter_replayed(letter_id, START)  # a no-op, not an error
+        (letter,) = await store.list_dead_letters(None, None, 10)
+        assert letter.replayed_at is None
+
+    async def test_marking_a_dead_letter_replayed_is_idempotent_and_keeps_the_first_time(
+        self, store: NoteStore
+    ) -> None:
+        await store.record_dead_letter("touches", incoming("evt-1", 1), "bad")
+        await store.record_dead_letter("touches", incoming("evt-2", 1), "bad")
+        first, second = await store.list_dead_letters(None, None, 10)
+        replayed_at = START + timedelta(minutes=5, microseconds=9)
+
+        await store.mark_dead_letter_replayed(first.id, replayed_at)
+        await store.mark_dead_letter_replayed(first.id, replayed_at + timedelta(minutes=1))
+
+        assert await store.dead_letter(first.id) == replace(first, replayed_at=replayed_at)
+        assert await store.dead_letter(second.id) == second
+        assert [d.event.event_id for d in await store.list_dead_letters(None, None, 10)] == [
+            "evt-1",
+            "evt-2",
+        ], "a replayed letter is still listed"
+
+    async def test_an_erased_contacts_dead_letters_are_gone_from_every_read(
+        self, store: NoteStore
+    ) -> None:
+        await store.record_dead_letter("touches", incoming("evt-1", 1), "bad")
+        (letter,) = await store.list_dead_letters(None, None, 10)
+
+        await store.forget_dead_letters("c-1")
+
+        assert await store.list_dead_letters(None, None, 10) == []
+        assert await store.dead_letter(letter.id) is None
+
     async def test_a_dead_letter_touches_neither_the_outbox_nor_the_inbox(
         self, store: NoteStore
     ) -> None:
@@ -663,6 +926,52 @@ class PlatformStoreContract(abc.ABC):
 class TestSqliteStore(PlatformStoreContract):
     async def create_store(self, tmp_path: Path, clock: ManualClock) -> NoteStore:
         return SqliteNoteStore(tmp_path / "notes.db", clock)
+
+    async def open_twin(self, store: NoteStore, tmp_path: Path, clock: ManualClock) -> NoteStore:
+        return SqliteNoteStore(tmp_path / "notes.db", clock)
+
+    async def test_a_database_from_before_claims_and_whole_dead_letters_keeps_working(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        # Given a file written by the release before claims and whole dead letters
+        path = tmp_path / "old.db"
+        old = sqlite3.connect(path)
+        old.executescript(OLD_PLATFORM_SCHEMA)
+        old.execute(
+            "INSERT INTO outbox (event_id, subject, type, source, time, ce_subject, data)"
+            " VALUES (:event_id, :subject, :type, :source, :time, :ce_subject, :data)",
+            event("e-old").row(),
+        )
+        old.execute(
+            "INSERT INTO dead_letters (consumer, event_id, subject, type, data, error,"
+            " deliveries, recorded_at) VALUES ('touches', 'evt-old', 'crm.x.y.c-1', 't', x'00',"
+            " 'bad', 3, ?)",
+            (START.isoformat(),),
+        )
+        old.commit()
+        old.close()
+
+        # When two replicas of the new release open it at once
+        stores = [SqliteNoteStore(path, clock), SqliteNoteStore(path, clock)]
+        try:
+            store = stores[0]
+            # Then its waiting event is claimed and published like any other
+            assert await claimed_ids(store, "relay-a") == ["e-old"]
+            assert await claimed_ids(stores[1], "relay-b") == []
+            # And its old dead letters read with what they kept
+            (letter,) = await store.list_dead_letters(None, None, 10)
+            assert letter.event.event_id == "evt-old"
+            assert (letter.event.source, letter.event.ce_subject, letter.event.time) == ("", "", "")
+            assert letter.event.delivery == 3
+            await store.mark_dead_letter_replayed(letter.id, START)
+            assert (await store.list_dead_letters(None, None, 1))[0].replayed_at == START
+            await store.record_dead_letter("touches", incoming("evt-new", 1), "bad")
+            assert (await store.list_dead_letters(None, letter.id, 1))[0].event == incoming(
+                "evt-new", 1
+            )
+        finally:
+            for s in stores:
+                await s.close()
 
     async def test_what_was_committed_survives_reopening_the_file(
         self, tmp_path: Path, clock: ManualClock
@@ -688,6 +997,43 @@ class TestMongoStore(PlatformStoreContract):
     async def create_store(self, tmp_path: Path, clock: ManualClock) -> NoteStore:
         self.database = f"promesa_platform_{uuid.uuid4().hex}"
         return await MongoNoteStore.open(MONGODB_URI, self.database, as_is, clock)
+
+    async def open_twin(self, store: NoteStore, tmp_path: Path, clock: ManualClock) -> NoteStore:
+        return await MongoNoteStore.open(MONGODB_URI, self.database, as_is, clock)
+
+    async def test_documents_from_before_claims_and_whole_dead_letters_keep_working(
+        self, store: NoteStore
+    ) -> None:
+        # Given an outbox row and a dead letter as the release before wrote them
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URI)
+        try:
+            database = client[self.database]
+            await database[mdb.OUTBOX].insert_one({"_id": 1, **event("e-old").row()})
+            await database[mdb.DEAD_LETTERS].insert_one(
+                {
+                    "consumer": "touches",
+                    "event_id": "evt-old",
+                    "subject": "crm.x.y.c-1",
+                    "type": "t",
+                    "data": b"\x00",
+                    "error": "bad",
+                    "deliveries": 3,
+                    "recorded_at": START.isoformat(),
+                }
+            )
+        finally:
+            await client.close()
+
+        # Then the event is claimed like any other, and the letter reads with what it kept
+        assert await claimed_ids(store, "relay-a") == ["e-old"]
+        (letter,) = await store.list_dead_letters(None, None, 10)
+        assert (letter.event.event_id, letter.event.source, letter.event.delivery) == (
+            "evt-old",
+            "",
+            3,
+        )
+        await store.mark_dead_letter_replayed(letter.id, START)
+        assert (await store.list_dead_letters(None, None, 1))[0].replayed_at == START
 
     async def dispose_store(self, store: NoteStore) -> None:
         await store.close()

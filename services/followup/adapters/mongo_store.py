@@ -12,6 +12,7 @@ time with `find_one_and_update` on `{_id, next_attempt_at <= now}`: the filter a
 are one atomic step on the server, so of two replicas racing for a reminder exactly one
 matches. A replica that dies leaves reminders that fall due again when the lease ends, and one
 that comes back late cannot complete what another took over: completing matches the token.
+The holder renews the lease while still delivering (`renew_claims`, matching the token too).
 
 A contact's fate is a document under `_id` = contact id. A change that puts something on a
 contact (`Change.live_contact`) writes to that contact's fate document in its transaction, and
@@ -307,6 +308,20 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         )
         return Claim(documents.delivery_from(row["doc"]), token) if row else None
 
+    async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
+        """One update per token matching it: a reminder another replica took over carries
+        that replica's token and is left alone."""
+        held: set[str] = set()
+        by_token: dict[str, builtins.list[str]] = {}
+        for c in claims:
+            by_token.setdefault(c.token, []).append(c.delivery.id)
+        for token, reminder_ids in by_token.items():
+            mine = {"_id": {"$in": reminder_ids}, "lease_token": token}
+            await self._reminders.update_many(mine, {"$set": {"next_attempt_at": iso(until)}})
+            rows = await self._reminders.find(mine, {"_id": 1}).to_list()
+            held.update(str(r["_id"]) for r in rows)
+        return held
+
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
@@ -326,6 +341,8 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
                 )
             for claim in change.completed:
                 await self._complete(session, claim)
+            for claim in change.progressed:
+                await self._progress(session, claim)
             for promise, expected in change.saves:
                 await self._save_versioned(
                     self._promises, session, promise.id, documents.promise_doc(promise), expected
@@ -382,6 +399,16 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             update["$unset"]["next_attempt_at"] = ""
         result = await self._reminders.update_one(
             {"_id": r.id, "lease_token": claim.token}, update, session=session
+        )
+        if result.matched_count != 1:
+            raise LeaseLostError(r.id)
+
+    async def _progress(self, session: db.Session, claim: Claim) -> None:
+        r = claim.delivery
+        result = await self._reminders.update_one(
+            {"_id": r.id, "lease_token": claim.token},
+            {"$set": {"doc": documents.delivery_doc(r), "outcome": r.outcome.value}},
+            session=session,
         )
         if result.matched_count != 1:
             raise LeaseLostError(r.id)

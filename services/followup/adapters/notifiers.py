@@ -6,8 +6,12 @@ HMAC-SHA256 with the shared key (CRM_WEBHOOK_SIGNING_KEY) of `<timestamp>.<body>
 bytes. Signing the time lets a receiver refuse a captured request replayed later
 (`verify_webhook`, the recipe receivers follow); `Idempotency-Key` repeats the reminder id
 (the `id` in the signed body), so a receiver drops the copy a retry or a taken-over lease
-sends again within the tolerance. The standard library's HTTP client runs in a thread: one POST per
-reminder does not justify a dependency.
+sends again within the tolerance.
+
+Posts go through one `httpx.AsyncClient` per notifier (closed at shutdown) with a bounded pool
+and a semaphore of the same size, so a slow receiver ties up this notifier's connections and
+nothing else; each attempt has its own timeout (CRM_WEBHOOK_TIMEOUT_SECONDS, the whole attempt,
+not per socket read), and the scheduler's lane bounds the whole send (`worst_case`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import aiosmtplib
+import httpx
 from google.protobuf import json_format
 
 from followup.adapters.event_codec import reminder_message
@@ -95,11 +98,22 @@ class WebhookDeliveryError(Exception):
 class WebhookNotifier:
     name = "webhook"
 
-    def __init__(self, settings: WebhookSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: WebhookSettings, clock: Clock | None = None, *, concurrency: int = 16
+    ) -> None:
         """`clock` stamps the signatures: the wall clock, which receivers compare with theirs
-        (a service running on a test clock still signs with the real time)."""
+        (a service running on a test clock still signs with the real time). `concurrency`
+        bounds the POSTs in flight and the pool's connections."""
         self._s = settings
         self._clock = clock or SystemClock()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     def headers(self, delivery_id: str, body: bytes) -> dict[str, str]:
         """Signed now: each attempt anew, so a retry after a back-off is as fresh as the
@@ -119,11 +133,10 @@ class WebhookNotifier:
         for attempt in range(self._s.attempts):
             if attempt:
                 await asyncio.sleep(self._s.backoff_seconds * 2 ** (attempt - 1))
-            headers = self.headers(delivery.id, body)
             try:
-                status = await asyncio.to_thread(self._post, body, headers)
-            except (urllib.error.URLError, OSError) as exc:
-                error = repr(exc)
+                status = await self._post(body, delivery.id)
+            except (httpx.HTTPError, TimeoutError, OSError) as exc:
+                error = repr(exc) if str(exc) else f"{type(exc).__name__} from {self._s.url}"
                 continue
             if 200 <= status < 300:
                 return
@@ -132,13 +145,12 @@ class WebhookNotifier:
                 break  # the receiver refuses this request; repeating it will not help
         raise WebhookDeliveryError(error)
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> int:
-        request = urllib.request.Request(self._s.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self._s.timeout_seconds) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
+    async def _post(self, body: bytes, delivery_id: str) -> int:
+        """One attempt, signed when its turn comes (not while it waits for a connection)."""
+        async with self._slots, asyncio.timeout(self._s.timeout_seconds):
+            headers = self.headers(delivery_id, body)
+            response = await self._client.post(self._s.url, content=body, headers=headers)
+            return response.status_code
 
 
 SUBJECTS = {

@@ -1,7 +1,9 @@
-"""A user's reminders as they are published on their NATS subjects, for StreamReminders.
+"""A user's reminders as they are stored in the follow-up stream, for StreamReminders.
 
-An ordered push consumer that starts at new messages: whichever replica sends a reminder, every
-replica serving a stream for that user sees it.
+An ordered push consumer on the user's subjects: whichever replica sends a reminder, every
+replica serving a stream for that user sees it, once (the stream keeps one copy of an event,
+however often relays publish it). A reminder's position is its stream sequence, so a caller
+that reconnects resumes just after the last reminder it read.
 """
 
 from __future__ import annotations
@@ -9,26 +11,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from crm.followup.v1 import reminder_pb2
 from followup.adapters.event_codec import reminders_of
+from followup.ports import FedReminder
 from promesa.bus import FOLLOWUP_STREAM, EventBus
 
 
 class NatsReminderSubscription:
-    """An ordered push consumer on one user's subjects, listening from the moment it exists;
-    iterate for reminders, close when done (a `ports.ReminderSubscription`)."""
+    """An ordered push consumer on one user's subjects; iterate for reminders, close when done
+    (a `ports.ReminderSubscription`)."""
 
     def __init__(self, sub: JetStreamContext.PushSubscription, user_id: str) -> None:
         self._sub = sub
         self._user_id = user_id
 
-    async def __aiter__(self) -> AsyncIterator[reminder_pb2.Reminder]:
+    async def __aiter__(self) -> AsyncIterator[FedReminder]:
         async for msg in self._sub.messages:
             reminder = reminder_pb2.Reminder.FromString(msg.data)
             if reminder.recipient_id == self._user_id:  # subjects are sanitised; ids are exact
-                yield reminder
+                yield FedReminder(reminder, msg.metadata.sequence.stream)
 
     async def close(self) -> None:
         await self._sub.unsubscribe()
@@ -40,11 +43,21 @@ class NatsReminderFeed:
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
 
-    async def subscribe(self, user_id: str) -> NatsReminderSubscription:
-        sub = await self._bus.js.subscribe(
-            reminders_of(user_id),
-            stream=FOLLOWUP_STREAM.name,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
+    async def subscribe(self, user_id: str, after: int | None = None) -> NatsReminderSubscription:
+        """From now on, or from the stream sequence after `after`. JetStream itself starts a
+        sequence that retention discarded at the oldest message kept; a sequence past the
+        stream's end (a token from a stream since deleted and declared again) starts at new
+        messages, as the stream numbers them now."""
+        js = self._bus.js
+        if after is None:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        else:
+            info = await js.stream_info(FOLLOWUP_STREAM.name)
+            start = min(after, info.state.last_seq) + 1
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            )
+        sub = await js.subscribe(
+            reminders_of(user_id), stream=FOLLOWUP_STREAM.name, ordered_consumer=True, config=config
         )
         return NatsReminderSubscription(sub, user_id)

@@ -3,7 +3,9 @@
 Reminders live in their own table with a partial index on `next_attempt_at`, so the scheduler
 reads only what is due, however many promises are open. A claim moves `next_attempt_at` to the
 end of the lease and stamps a token: a replica that dies leaves rows that fall due again when
-the lease ends, and one that comes back late cannot complete what another took over.
+the lease ends, and one that comes back late cannot complete what another took over. The
+holder renews the lease (`renew_claims`) while it is still delivering, so a slow receiver never
+lets a claim lapse under it.
 """
 
 from __future__ import annotations
@@ -215,6 +217,26 @@ class SqlitePromiseStore(SqliteStore):
             )
         return [Claim(documents.delivery_from(json.loads(r[1])), token) for r in rows]
 
+    async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
+        held: set[str] = set()
+        by_token: dict[str, builtins.list[str]] = {}
+        for c in claims:
+            by_token.setdefault(c.token, []).append(c.delivery.id)
+        with self._writing() as conn:
+            for token, reminder_ids in by_token.items():
+                marks = ",".join("?" * len(reminder_ids))
+                conn.execute(
+                    "UPDATE reminders SET next_attempt_at = ?"
+                    f" WHERE lease_token = ? AND id IN ({marks})",
+                    (iso(until), token, *reminder_ids),
+                )
+                rows = conn.execute(
+                    f"SELECT id FROM reminders WHERE lease_token = ? AND id IN ({marks})",
+                    (token, *reminder_ids),
+                )
+                held.update(r[0] for r in rows)
+        return held
+
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
@@ -239,6 +261,8 @@ class SqlitePromiseStore(SqliteStore):
                 )
             for claim in change.completed:
                 self._complete(conn, claim)
+            for claim in change.progressed:
+                self._progress(conn, claim)
             for promise, expected in change.saves:
                 self._save(conn, promise, expected)
             for promise_id, planned in change.replans.items():
@@ -273,6 +297,15 @@ class SqlitePromiseStore(SqliteStore):
                 r.id,
                 claim.token,
             ),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLostError(r.id)
+
+    def _progress(self, conn: sqlite3.Connection, claim: Claim) -> None:
+        r = claim.delivery
+        cur = conn.execute(
+            "UPDATE reminders SET doc = ?, outcome = ? WHERE id = ? AND lease_token = ?",
+            (json.dumps(documents.delivery_doc(r)), r.outcome.value, r.id, claim.token),
         )
         if cur.rowcount != 1:
             raise LeaseLostError(r.id)

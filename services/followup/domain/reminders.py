@@ -124,6 +124,33 @@ class ReminderDelivery:
             announced=self.announced or any_success,
         )
 
+    def progressed(self, attempts: list[DeliveryAttempt]) -> ReminderDelivery:
+        """Records attempts made ahead of the rest of a round (the NATS subject goes out while
+        a slow webhook is still answering): who delivered leaves `remaining`, a success makes
+        it DELIVERED and announced; the round itself, and so any retry, is counted when the
+        rest of its attempts are in (`after_attempts`)."""
+        delivered = {a.notifier for a in attempts if a.success}
+        all_attempts = (*self.attempts, *attempts)
+        any_success = any(a.success for a in all_attempts)
+        return replace(
+            self,
+            attempts=all_attempts,
+            remaining=tuple(n for n in self.remaining if n not in delivered),
+            outcome=Outcome.DELIVERED if any_success else self.outcome,
+            announced=self.announced or any_success,
+        )
+
+    def put_off(self, until: datetime) -> ReminderDelivery:
+        """The remaining notifiers are tried at `until` instead of now (their lane is full):
+        not an attempt, so it does not count against the policy's attempts."""
+        return replace(self, next_attempt_at=until)
+
+    @property
+    def untouched(self) -> bool:
+        """Nothing was attempted yet: its first commit carries the promise's consequences
+        (overdue, escalated), and no later one may repeat them."""
+        return self.rounds == 0 and not self.attempts
+
     def stopped(self, reason: str, now: datetime) -> ReminderDelivery:
         """Nothing (more) is sent, for `reason`, which the record keeps as an attempt of the
         scheduler's own; delivered stays delivered (by the notifiers that did), else dropped."""

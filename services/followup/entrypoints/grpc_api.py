@@ -153,11 +153,15 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
     async def StreamReminders(
         self, request: followup_pb.StreamRemindersRequest, context: Context
     ) -> AsyncIterator[followup_pb.StreamRemindersResponse]:
-        subscription = await self._queries.reminders(request.owner_id, current_identity())
+        stream = await self._queries.reminders(
+            request.owner_id, current_identity(), request.resume_after
+        )
         try:
             # Headers go out once listening, so a caller knows nothing sent from now is missed.
             await context.send_initial_metadata(())
-            async for reminder in subscription:
-                yield followup_pb.StreamRemindersResponse(reminder=reminder)
+            async for sent in stream:
+                yield followup_pb.StreamRemindersResponse(
+                    reminder=sent.reminder, resume_token=sent.resume_token
+                )
         finally:
-            await subscription.close()
+            await stream.close()

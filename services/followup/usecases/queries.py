@@ -4,9 +4,11 @@ and a user's reminders as they are sent."""
 from __future__ import annotations
 
 import builtins
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from crm.followup.v1 import reminder_pb2
 from followup import authorization, validation
 from followup.domain.model import Promise
 from followup.domain.reminders import ReminderDelivery
@@ -91,13 +93,40 @@ class PromiseQueries:
         counted = [p for p in made if authorization.get_promise_stats(who, p)]
         return compute(counted, grouping, self._clock.now())
 
-    async def reminders(self, user_id: str, who: Identity) -> ReminderSubscription:
-        """The user's reminders from now on; the caller closes the subscription."""
+    async def reminders(
+        self, user_id: str, who: Identity, resume_after: str = ""
+    ) -> ReminderStream:
+        """The user's reminders from now on, or from just after the reminder whose resume token
+        the caller kept (so a reconnecting app misses none and sees none twice); the caller
+        closes the stream."""
         v = Violations()
         user_id = v.identifier("owner_id", user_id)
+        after = validation.check_resume_token(v, resume_after)
         v.raise_if_any()
         authorization.stream_reminders(who, user_id)
-        return await self._feed.subscribe(user_id)
+        return ReminderStream(await self._feed.subscribe(user_id, after))
+
+
+@dataclass(frozen=True)
+class StreamedReminder:
+    """A reminder, and the token that resumes a stream just after it."""
+
+    reminder: reminder_pb2.Reminder
+    resume_token: str
+
+
+class ReminderStream:
+    """A user's reminders, each with its resume token; iterate, then close."""
+
+    def __init__(self, subscription: ReminderSubscription) -> None:
+        self._subscription = subscription
+
+    async def __aiter__(self) -> AsyncIterator[StreamedReminder]:
+        async for fed in self._subscription:
+            yield StreamedReminder(fed.reminder, validation.resume_token(fed.position))
+
+    async def close(self) -> None:
+        await self._subscription.close()
 
 
 async def find(store: PromiseStore, promise_id: str) -> Promise:

@@ -821,21 +821,31 @@ Global___GetPromiseStatsResponse: _TypeAlias = GetPromiseStatsResponse  # noqa: 
 
 @_typing.final
 class StreamRemindersRequest(_message.Message):
-    """StreamRemindersRequest names the user whose reminders to stream."""
+    """StreamRemindersRequest names the user whose reminders to stream, and where to start."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     OWNER_ID_FIELD_NUMBER: _builtins.int
+    RESUME_AFTER_FIELD_NUMBER: _builtins.int
     owner_id: _builtins.str
     """Id of the user: reminders of their promises and escalations addressed to them are sent."""
+    resume_after: _builtins.str
+    """Empty: the reminders sent from now on. Otherwise the resume_token of the last reminder the
+    caller read, on an earlier stream: the stream starts just after that reminder, so a caller
+    that reconnects misses nothing and sees nothing twice. Reminders are kept as long as the
+    service's event stream keeps its events (its retention limits); a token older than that
+    starts at the oldest reminder still kept. A token this service did not give is
+    INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         owner_id: _builtins.str = ...,
+        resume_after: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_id", b"owner_id", "resume_after", b"resume_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -848,18 +858,26 @@ class StreamRemindersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMINDER_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Opaque: where this reminder is in the service's event stream. Keep the last one read and
+    pass it as resume_after when reconnecting.
+    """
     @_builtins.property
     def reminder(self) -> _reminder_pb2.Reminder:
-        """The reminder; the same id may arrive again after a reconnect."""
+        """The reminder. Its id is sent once per stream; a caller that reconnects without resume_after
+        may have missed reminders sent while it was away.
+        """
 
     def __init__(
         self,
         *,
         reminder: _reminder_pb2.Reminder | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reminder", b"reminder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reminder", b"reminder"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reminder", b"reminder", "resume_token", b"resume_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

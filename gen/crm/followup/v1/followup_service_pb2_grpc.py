@@ -192,7 +192,9 @@ class FollowupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamReminders(self, request, context):
-        """StreamReminders sends a user's reminders as they fall due, until the caller hangs up.
+        """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
+        reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
+        the resume_token of the last reminder it read gets what it missed, and nothing twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -60,7 +60,10 @@ class FollowupServiceStub:
     GetPromiseStats: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
     StreamReminders: _grpc.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]
-    """StreamReminders sends a user's reminders as they fall due, until the caller hangs up."""
+    """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
+    reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
+    the resume_token of the last reminder it read gets what it missed, and nothing twice.
+    """
 
 @_typing.type_check_only
 class FollowupServiceAsyncStub(FollowupServiceStub):
@@ -94,7 +97,10 @@ class FollowupServiceAsyncStub(FollowupServiceStub):
     GetPromiseStats: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]  # type: ignore[assignment]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
     StreamReminders: _aio.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]  # type: ignore[assignment]
-    """StreamReminders sends a user's reminders as they fall due, until the caller hangs up."""
+    """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
+    reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
+    the resume_token of the last reminder it read gets what it missed, and nothing twice.
+    """
 
 class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
     """FollowupService tracks every promise made to a contact until it is kept."""
@@ -203,6 +209,9 @@ class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _followup_service_pb2.StreamRemindersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_followup_service_pb2.StreamRemindersResponse], _abc.AsyncIterator[_followup_service_pb2.StreamRemindersResponse]]:
-        """StreamReminders sends a user's reminders as they fall due, until the caller hangs up."""
+        """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
+        reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
+        the resume_token of the last reminder it read gets what it missed, and nothing twice.
+        """
 
 def add_FollowupServiceServicer_to_server(servicer: FollowupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
