@@ -193,8 +193,12 @@ class Cluster:
     def start(self) -> Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.store == "mongodb":
-            # In memory: the store server is never the process under fault here.
-            self.mongo = MongoServer(self.workdir / "mongodb").start()
+            # In memory: the store server is never the process under fault here. A transaction
+            # left open by a SIGKILLed service blocks the writes it conflicts with until the
+            # server drops it: 5 s, shorter than the reminder lease (60 s by default, which
+            # let R10's reminders wait minutes behind one); mongod's setting is
+            # transactionLifetimeLimitSeconds.
+            self.mongo = MongoServer(self.workdir / "mongodb", transaction_lifetime=5.0).start()
             _register_server(self.mongo)
         self.nats = NatsServer(self.workdir / "nats").start()
         _register_server(self.nats)

@@ -35,12 +35,17 @@ class MongoServer:
         port: int = 0,
         host: str = "127.0.0.1",
         standalone: bool = False,
+        transaction_lifetime: float | None = None,
     ) -> None:
+        """`transaction_lifetime` (seconds; default the server's 60) bounds how long a
+        transaction abandoned by a killed client blocks others, as mongod's
+        `transactionLifetimeLimitSeconds` does."""
         self.log_dir = log_dir
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port()
         self.standalone = standalone
+        self.transaction_lifetime = transaction_lifetime
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,8 +59,17 @@ class MongoServer:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             storage = str(self.data_dir)
+        launcher = [secantusd_binary()]
+        if self.transaction_lifetime is not None:
+            launcher = [
+                sys.executable,
+                "-m",
+                "devtools.secantusd",
+                "--transaction-lifetime-seconds",
+                str(self.transaction_lifetime),
+            ]
         args = [
-            secantusd_binary(),
+            *launcher,
             "--host",
             self.host,
             "--port",
