@@ -1,19 +1,19 @@
 """The reminder scheduler: claims what is due, delivers it through the notifiers, records it.
 
-Exactly once across replicas: a reminder is claimed with a lease in one transaction, and its
-delivery record, its NATS message (through the outbox) and the promise's overdue or escalation
-entry are committed together, only while the claim still holds. The holder renews the lease
-while it is still delivering (a third of a lease apart), and claims no more than its lanes can
-take within it plus one round of `concurrency` to put off, so that what a busy replica cannot
-send is left due for one with room (`_claim_size`).
+Exactly once across replicas: a reminder is claimed with a lease in one transaction, and every
+step of its delivery record (with its NATS message through the outbox, and the promise's
+overdue or escalation entry on the first step) is committed only while the claim still holds.
+The holder renews the lease while it is still delivering (a third of a lease apart), and claims
+no more than its lanes can take within it plus a few rounds of `concurrency` to put off, so
+that what a busy replica cannot send is left due for one with room (`_claim_size`).
 
 Each owner-facing notifier (webhook, email) has its own lane (`followup.lanes`): bounded
 concurrency, a deadline per send and a circuit breaker. The NATS reminder is recorded and
 committed as soon as the reminder is claimed (`ReminderDelivery.progressed`, the claim kept),
 so a slow webhook never holds back the reminders already claimed; the round is completed when
-the lanes answer. A lane with no room within the lease
-puts the reminder off (claim released, next try when room is expected); a lane whose circuit
-is open records a failed attempt at once, retried by the policy. Webhook and email are called
+the lanes answer. A lane with no room within the lease puts the reminder off (claim released,
+next try when room is expected); a lane whose circuit is open records a failed attempt at
+once, retried by the policy. Webhook and email are called
 before their commit; if a replica dies in between, the reminder is delivered again by the
 replica that takes the lease over, with the same reminder id as idempotency key.
 

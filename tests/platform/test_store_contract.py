@@ -258,9 +258,9 @@ class PlatformStoreContract(abc.ABC):
     async def dispose_store(self, store: NoteStore) -> None:
         await store.close()
 
+    @abc.abstractmethod
     async def open_twin(self, store: NoteStore, tmp_path: Path, clock: ManualClock) -> NoteStore:
         """A second store on the same database, as another replica of the service opens it."""
-        raise NotImplementedError
 
     @pytest.fixture
     def clock(self) -> ManualClock:
