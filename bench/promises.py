@@ -152,7 +152,7 @@ def _background(i: int, anchor: datetime) -> Promise:
 def _write(store: SqlitePromiseStore, promises: Iterable[Promise]) -> None:
     """Each promise with the reminders the ledger plans for it when it is made, in one
     transaction, through the store's own row writers."""
-    with db.transaction(store._conn) as conn:
+    with db.transaction(store._writer.conn) as conn:
         for p in promises:
             store._save(conn, p, 0)
             store._insert(conn, plan(p, p.created_at, POLICY, "", new_id))
@@ -193,7 +193,7 @@ async def seed_promises(
         small = await time_ticks(path, anchor + PROBE_A, small_count, sizes)
 
         resumed = time.perf_counter()
-        conn = store._conn
+        conn = store._writer.conn
         for name in _secondary_indexes():
             conn.execute(f"DROP INDEX {name}")
         conn.execute("PRAGMA journal_mode=OFF")

@@ -48,8 +48,8 @@ class SeedResult:
 def for_seeding(store: SqliteStore) -> None:
     """A throwaway file is written without fsync (the service reopens it with
     synchronous=FULL) and with a big cache, so random-order index inserts hit RAM."""
-    store._conn.execute("PRAGMA synchronous=OFF")
-    store._conn.execute("PRAGMA cache_size=-1048576")  # 1 GiB
+    store._writer.conn.execute("PRAGMA synchronous=OFF")
+    store._writer.conn.execute("PRAGMA cache_size=-1048576")  # 1 GiB
 
 
 async def write_batches(
@@ -92,7 +92,7 @@ async def seed_contacts(path: Path, count: int, *, time_limit: float) -> SeedRes
 def _write_batch(store: SqliteContactStore, start: int, end: int) -> None:
     """Contacts start..end-1 in one transaction, as the service would have saved them."""
     window = timedelta(days=90)
-    with db.transaction(store._conn) as conn:
+    with db.transaction(store._writer.conn) as conn:
         for i in range(start, end):
             at = SEED_EPOCH + timedelta(seconds=i)
             contact = Contact(
@@ -106,14 +106,14 @@ def _write_batch(store: SqliteContactStore, start: int, end: int) -> None:
                 created_by="bench",
                 updated_by="bench",
             )
-            store._save(conn, contact, 0)
+            store._save(conn, store._row(contact), contact, 0)
 
 
 def checkpoint(store: SqliteStore, path: Path) -> int:
     """Moves the WAL into the database file, so the service opens a compact file, and flushes
     that file to disk: otherwise the first fsyncs of whatever is timed next would also wait for
     the seed's gigabytes of dirty pages (measured: a first scheduler tick 5x slower). Its size."""
-    store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with path.open("rb") as written:
         os.fsync(written.fileno())
     return path.stat().st_size

@@ -131,7 +131,7 @@ async def seed_timeline(path: Path, sizes: TimelineSizes, *, time_limit: float) 
     every = _hot_every(sizes)
 
     def write(start: int, end: int) -> None:
-        with db.transaction(store._conn) as conn:
+        with db.transaction(store._writer.conn) as conn:
             for i in range(start, end):
                 hot = i % every == 0 and i // every < sizes.hot_contact
                 contact_id = HOT_CONTACT if hot else seeded_contact(i % CONTACT_POOL)

@@ -1,7 +1,7 @@
-"""SQLite plumbing shared by the services' embedded stores: WAL, transactions, outbox, inbox.
+"""SQLite plumbing shared by the services' embedded stores: WAL, outbox, inbox, dead letters.
 
-Calls are synchronous on purpose: a short stdlib sqlite3 transaction (~40 µs) is cheaper than
-handing it to a thread, and a transaction that never awaits cannot interleave with another.
+The write functions run on the group writer's thread inside the group's transaction
+(promesa.sqlite_writer): none begins or commits a transaction of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +77,16 @@ def open_database(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connectio
     return conn
 
 
+def open_reader(path: Path) -> sqlite3.Connection:
+    """The read connection served on the event loop, beside the writer's (WAL): it refuses
+    writes, so none can bypass the group commit."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 # Columns that came after a table did: a database written by an older release gets them when it
 # is opened (its outbox rows unclaimed, its dead letters without source, ce_subject and time).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -149,45 +159,28 @@ def claim_outbox(
     one row."""
     if limit <= 0:
         return []
-    with _without_fsync(conn), transaction(conn):
-        rows = conn.execute(
-            "UPDATE outbox SET claimed_by = :holder, claimed_until = :until WHERE seq IN ("
-            " SELECT seq FROM outbox WHERE claimed_by IS NULL OR claimed_by = :holder"
-            " OR claimed_until <= :now ORDER BY seq LIMIT :limit)"
-            f" RETURNING seq, {_EVENT_COLUMNS}",
-            {"holder": holder, "until": _iso(until), "now": _iso(now), "limit": limit},
-        ).fetchall()
+    rows = conn.execute(
+        "UPDATE outbox SET claimed_by = :holder, claimed_until = :until WHERE seq IN ("
+        " SELECT seq FROM outbox WHERE claimed_by IS NULL OR claimed_by = :holder"
+        " OR claimed_until <= :now ORDER BY seq LIMIT :limit)"
+        f" RETURNING seq, {_EVENT_COLUMNS}",
+        {"holder": holder, "until": _iso(until), "now": _iso(now), "limit": limit},
+    ).fetchall()
     rows.sort(key=lambda r: int(r["seq"]))  # RETURNING promises no order
     return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 
 
 def release_outbox(conn: sqlite3.Connection, holder: str) -> None:
     """A relay that stops hands its unsent claims back, so another takes them over at once."""
-    with _without_fsync(conn), transaction(conn):
-        conn.execute(
-            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
-            (holder,),
-        )
+    conn.execute(
+        "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ?",
+        (holder,),
+    )
 
 
 def delete_outbox(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
     """Sent rows are deleted: JetStream is the record of what was published."""
-    with _without_fsync(conn), transaction(conn):
-        conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-
-
-@contextmanager
-def _without_fsync(conn: sqlite3.Connection) -> Iterator[None]:
-    """For the relay's own commits (claims, deletions), which skip the fsync a state change pays:
-    if a power loss undoes one, the rows are unclaimed or unsent again and published again;
-    JetStream drops the copies by `Nats-Msg-Id` and consumers' inboxes drop any that outlive its
-    duplicate window."""
-    level = int(conn.execute("PRAGMA synchronous").fetchone()[0])
-    conn.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield
-    finally:
-        conn.execute(f"PRAGMA synchronous={level}")
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
 
 def _iso(at: datetime) -> str:
@@ -210,40 +203,38 @@ def inbox_claim(conn: sqlite3.Connection, consumer: str, event_id: str, now: dat
 
 def prune_inbox(conn: sqlite3.Connection, before: datetime, limit: int) -> int:
     """Deletes up to `limit` inbox rows handled before `before`, oldest first (through the
-    `handled_at` index), in one short transaction so writers wait for one batch at most."""
+    `handled_at` index), one bounded batch a group so writers wait for one batch at most."""
     if limit <= 0:
         return 0
-    with transaction(conn):
-        cur = conn.execute(
-            "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM inbox"
-            " WHERE handled_at < ? ORDER BY handled_at LIMIT ?)",
-            (_iso(before), limit),
-        )
+    cur = conn.execute(
+        "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM inbox"
+        " WHERE handled_at < ? ORDER BY handled_at LIMIT ?)",
+        (_iso(before), limit),
+    )
     return cur.rowcount
 
 
 def record_dead_letter(
     conn: sqlite3.Connection, consumer: str, event: IncomingEvent, error: str, now: datetime
 ) -> None:
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO dead_letters (consumer, event_id, subject, type, source, ce_subject,"
-            " time, data, error, deliveries, recorded_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                consumer,
-                event.event_id,
-                event.subject,
-                event.type,
-                event.source,
-                event.ce_subject,
-                event.time,
-                event.data,
-                error,
-                event.delivery,
-                _iso(now),
-            ),
-        )
+    conn.execute(
+        "INSERT INTO dead_letters (consumer, event_id, subject, type, source, ce_subject,"
+        " time, data, error, deliveries, recorded_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            consumer,
+            event.event_id,
+            event.subject,
+            event.type,
+            event.source,
+            event.ce_subject,
+            event.time,
+            event.data,
+            error,
+            event.delivery,
+            _iso(now),
+        ),
+    )
 
 
 def dead_letters(conn: sqlite3.Connection) -> list[dict[str, object]]:
@@ -298,11 +289,10 @@ def mark_dead_letter_replayed(conn: sqlite3.Connection, letter_id: str, at: date
     rowid = _rowid(letter_id)
     if rowid is None:
         return
-    with transaction(conn):
-        conn.execute(
-            "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
-            (_iso(at), rowid),
-        )
+    conn.execute(
+        "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+        (_iso(at), rowid),
+    )
 
 
 def _rowid(letter_id: str) -> int | None:

@@ -1,18 +1,20 @@
-"""A base for a service's SQLite store: the connection, the one write transaction with its inbox
-row and idempotency key, and the outbox and dead-letter methods the relay and consumers use."""
+"""A base for a service's SQLite store: the read connection, the one write path (group commit)
+with its inbox row and idempotency key, and the outbox and dead-letter methods the relay and
+consumers use."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.sqlite_writer import GroupWriter
 from promesa.storage import (
     AlreadyHandledError,
     DeadLetter,
@@ -22,29 +24,44 @@ from promesa.storage import (
     VersionConflictError,
 )
 
+T = TypeVar("T")
+
 
 class SqliteStore:
-    """Subclasses add their schema and domain tables; every write goes through `_writing`."""
+    """Subclasses add their schema and domain tables. Reads use `_conn` on the event loop; every
+    write goes through `_write`, on the group writer's connection (promesa.sqlite_writer)."""
 
     def __init__(self, path: Path, schema: str, clock: Clock, *, synchronous: str = "FULL") -> None:
-        self._conn = db.open_database(path, synchronous=synchronous)
-        self._conn.executescript(schema)
+        writer = db.open_database(path, synchronous=synchronous)
+        writer.executescript(schema)
+        self._migrate(writer)
+        self._writer = GroupWriter(writer, name=f"sqlite-writer:{path.name}")
+        self._conn = db.open_reader(path)
         self._clock = clock
 
-    @contextmanager
-    def _writing(
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Brings a file written by an older release up to this schema, before any write."""
+
+    async def _write(
         self,
+        apply: Callable[[sqlite3.Connection], T],
         events: Sequence[OutgoingEvent] = (),
         *,
         handled: InboxKey | None = None,
         idempotency: IdempotencyKey | None = None,
-    ) -> Iterator[sqlite3.Connection]:
-        """One transaction: the inbox row first (AlreadyHandledError), the idempotency key
-        (DuplicateRequestError), the caller's writes, then the outbox rows."""
-        conn = self._conn
-        with db.transaction(conn):
-            if handled is not None and not db.inbox_claim(
-                conn, handled.consumer, handled.event_id, self._clock.now()
+        durable: bool = True,
+    ) -> T:
+        """One change, atomic, in the next group commit: the inbox row first
+        (AlreadyHandledError), the idempotency key (DuplicateRequestError), `apply`'s writes,
+        then the outbox rows. Returns once it is durable (`durable` False: bookkeeping that may
+        be lost and redone, committed without an fsync of its own)."""
+        now = self._clock.now() if handled is not None else None
+
+        def change(conn: sqlite3.Connection) -> T:
+            if (
+                handled is not None
+                and now is not None
+                and not db.inbox_claim(conn, handled.consumer, handled.event_id, now)
             ):
                 raise AlreadyHandledError(handled.event_id)
             if idempotency is not None:
@@ -55,8 +72,12 @@ class SqliteStore:
                     )
                 except sqlite3.IntegrityError:
                     raise DuplicateRequestError(k.request_id) from None
-            yield conn
-            db.append_outbox(conn, events)
+            result = apply(conn)
+            if events:
+                db.append_outbox(conn, events)
+            return result
+
+        return await self._writer.write(change, durable=durable)
 
     @staticmethod
     def _save_versioned(
@@ -95,19 +116,22 @@ class SqliteStore:
         self, holder: str, limit: int, lease: timedelta
     ) -> Sequence[tuple[int, OutgoingEvent]]:
         now = self._clock.now()
-        return db.claim_outbox(self._conn, holder, limit, now, now + lease)
+        return await self._write(
+            lambda conn: db.claim_outbox(conn, holder, limit, now, now + lease), durable=False
+        )
 
     async def release_events(self, holder: str) -> None:
-        db.release_outbox(self._conn, holder)
+        await self._write(lambda conn: db.release_outbox(conn, holder), durable=False)
 
     async def mark_events_sent(self, seqs: Sequence[int]) -> None:
-        db.delete_outbox(self._conn, seqs)
+        await self._write(lambda conn: db.delete_outbox(conn, seqs), durable=False)
 
     async def outbox_backlog(self) -> int:
         return db.outbox_backlog(self._conn)
 
     async def record_dead_letter(self, consumer: str, event: IncomingEvent, error: str) -> None:
-        db.record_dead_letter(self._conn, consumer, event, error, self._clock.now())
+        now = self._clock.now()
+        await self._write(lambda conn: db.record_dead_letter(conn, consumer, event, error, now))
 
     async def dead_letters(self) -> list[dict[str, object]]:
         return db.dead_letters(self._conn)
@@ -124,27 +148,33 @@ class SqliteStore:
 
     async def mark_dead_letter_replayed(self, letter_id: str, at: datetime) -> None:
         """Idempotent: the first replay's instant stays; an unknown id changes nothing."""
-        db.mark_dead_letter_replayed(self._conn, letter_id, at)
+        await self._write(lambda conn: db.mark_dead_letter_replayed(conn, letter_id, at))
 
     async def prune_inbox(self, before: datetime, limit: int) -> int:
         """Forgets up to `limit` events handled before `before` (one bounded batch; returns how
         many): an event redelivered after that is applied again, so `before` must lie further
         back than the stream's duplicate window and the longest redelivery."""
-        return db.prune_inbox(self._conn, before, limit)
+        return await self._write(lambda conn: db.prune_inbox(conn, before, limit))
 
     async def forget_dead_letters(self, contact_id: str) -> None:
         """An erased person's dead letters go: their payloads may hold what they said."""
         suffix = "." + subject_token(contact_id)
-        with db.transaction(self._conn) as conn:
+
+        def forget(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "DELETE FROM dead_letters WHERE substr(subject, -?) = ?", (len(suffix), suffix)
             )
+
+        await self._write(forget)
 
     async def scrub(self) -> None:
         """After an erasure commits: the WAL is checkpointed into the database and truncated,
         so no earlier version of an erased row lingers in the -wal file (secure_delete zeroes
         what the database file frees)."""
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._writer.alone(
+            lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        )
 
     async def close(self) -> None:
+        await self._writer.close()
         self._conn.close()

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -19,7 +20,7 @@ from promesa.bus import CONTACTS_STREAM, EventBus
 from tests.contacts.conftest import contacts_env
 from tests.contacts.test_contacts_api import a_person
 from tests.processes import ServiceProcess
-from tests.support import bearer, events_about, eventually
+from tests.support import bearer, events_about, eventually, stream_messages
 
 
 def scrape(url: str) -> str:
@@ -90,6 +91,70 @@ async def test_sigterm_finishes_cleanly_and_metrics_were_served(
         assert "promesa_grpc_server_handling_seconds_bucket" in text
         assert "promesa_outbox_backlog" in text
         assert service.signal(signal.SIGTERM) == 0
+    finally:
+        service.kill_if_running()
+        await channel.close(None)
+
+
+async def test_a_kill_during_group_commits_loses_no_answered_write_and_repeats_no_event(
+    own_nats: NatsServer, tmp_path: Path
+) -> None:
+    """64 writers keep the group commit full when the process is killed: whatever was answered
+    OK was durable (it is there after a restart), and each of its events is published once."""
+    env = contacts_env(own_nats, tmp_path, CRM_GRPC_PORT=str(free_port()))
+    service = ServiceProcess("contacts", env)
+    service.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
+    answered: dict[str, str] = {}  # contact id -> email
+    try:
+        await service.wait_serving(channel)
+        stub = contacts_grpc.ContactsServiceStub(channel)
+
+        async def writer(w: int) -> None:
+            for n in range(100_000):
+                email = f"writer{w}-{n}@example.com"
+                request = contacts_pb.CreateContactRequest(
+                    contact=a_person(emails=[email]), request_id=f"kill-{w}-{n}"
+                )
+                try:
+                    reply = await stub.CreateContact(request, metadata=bearer(), timeout=10)
+                except grpc.aio.AioRpcError:
+                    return  # the process died under this call: nothing was promised
+                answered[reply.contact.id] = email
+
+        writers = [asyncio.create_task(writer(w)) for w in range(64)]
+
+        async def under_way() -> bool:
+            return len(answered) >= 640
+
+        await eventually(under_way, timeout=60)
+        service.signal(signal.SIGKILL)
+        await asyncio.gather(*writers)
+        promised = dict(answered)
+
+        service.start()
+        await service.wait_serving(channel)
+        for contact_id, email in promised.items():
+            reply = await stub.GetContact(
+                contacts_pb.GetContactRequest(id=contact_id), metadata=bearer()
+            )
+            assert list(reply.contact.emails) == [email]
+
+        bus = EventBus(own_nats.url, name="test")
+        await bus.connect()
+        try:
+
+            async def all_published() -> list[Msg] | None:
+                msgs = await stream_messages(bus.js, CONTACTS_STREAM.name)
+                about = {(m.headers or {}).get("ce-subject") for m in msgs}
+                return msgs if about >= set(promised) else None
+
+            msgs = await eventually(all_published, timeout=30)
+            per_contact = Counter((m.headers or {}).get("ce-subject") for m in msgs)
+            assert {per_contact[i] for i in promised} == {1}
+            assert max(per_contact.values()) == 1  # nor twice for a create cut short
+        finally:
+            await bus.close()
     finally:
         service.kill_if_running()
         await channel.close(None)

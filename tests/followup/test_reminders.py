@@ -189,15 +189,14 @@ async def test_replicas_racing_on_one_sqlite_file_never_claim_the_same_reminder(
     stores = [SqlitePromiseStore(path, encode, clock) for _ in range(3)]
     claimed: list[list[Claim]] = [[] for _ in stores]
 
-    def replica(i: int) -> None:
-        while batch := stores[i].claim_due_now(clock.now(), clock.now() + timedelta(minutes=1), 3):
+    async def replica(i: int) -> None:
+        """Each store claims on its own writer thread and connection: a real race."""
+        while batch := await stores[i].claim_due(
+            clock.now(), clock.now() + timedelta(minutes=1), 3
+        ):
             claimed[i].extend(batch)
 
-    threads = [threading.Thread(target=replica, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    await asyncio.gather(*(replica(i) for i in range(3)))
     ids = [c.delivery.id for batch in claimed for c in batch]
     assert len(ids) == len(set(ids)) == 60
     for store in stores:

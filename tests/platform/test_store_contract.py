@@ -6,7 +6,7 @@ versioned saves and dead letters (kept whole, to be listed and replayed); the se
 contract suites test only their domain methods. `PlatformStoreContract` holds the behaviour and
 each backend subclasses it with a `create_store()` (eventsourcing style), so the two keep the
 same behaviour. The stores under test are the smallest a service could write on those bases: one
-table (collection) of notes, saved through `_save_versioned`, committed through `_writing`
+table (collection) of notes, saved through `_save_versioned`, committed through `_write`
 (`_write`). SQLite always runs, on a real file; MongoDB runs when CRM_TEST_MONGODB_URI names a
 replica set (transactions need one), each test in a database of its own, dropped afterwards.
 """
@@ -134,14 +134,16 @@ class SqliteNoteStore(SqliteStore):
         super().__init__(path, NOTES_SCHEMA, clock)
 
     async def commit(self, change: NoteChange) -> None:
-        with self._writing(
-            change.events, handled=change.handled, idempotency=change.idempotency
-        ) as conn:
+        def apply(conn: sqlite3.Connection) -> None:
             for note, expected in change.saves:
                 row = {"id": note.id, "text": note.text, "version": note.version}
                 self._save_versioned(conn, NOTES, row, expected)
             if change.fails_with is not None:
                 raise change.fails_with
+
+        await self._write(
+            apply, change.events, handled=change.handled, idempotency=change.idempotency
+        )
 
     async def get(self, note_id: str) -> Note | None:
         row = self._conn.execute(

@@ -221,9 +221,11 @@ class SqliteContactStore(SqliteStore):
 
     async def commit(self, change: Change) -> None:
         events = [self._encode(e) for e in change.events]
-        with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
-            for contact, expected in change.saves:
-                self._save(conn, contact, expected)
+        rows = [(self._row(contact), contact, expected) for contact, expected in change.saves]
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for row, contact, expected in rows:
+                self._save(conn, row, contact, expected)
             if change.erasure is not None:
                 try:
                     conn.execute(
@@ -240,16 +242,20 @@ class SqliteContactStore(SqliteStore):
                 [confirmation_to_document(c) for c in change.confirmations],
             )
 
-    def _save(self, conn: sqlite3.Connection, c: Contact, expected: int) -> None:
+        await self._write(apply, events, handled=change.handled, idempotency=change.idempotency)
+
+    @staticmethod
+    def _row(c: Contact) -> dict[str, object]:
+        """Built on the event loop, so the writer thread only runs SQL."""
+        doc = to_document(c)
+        return {**{name: doc[name] for name in COLUMNS}, **query_keys(c), "doc": json.dumps(doc)}
+
+    def _save(
+        self, conn: sqlite3.Connection, row: dict[str, object], c: Contact, expected: int
+    ) -> None:
         """The contact's row (the emails have a table of their own, whose primary key is the
         one-holder rule), then the rows its emails, phones and tags are found by."""
-        doc = to_document(c)
         d = c.details
-        row = {
-            **{name: doc[name] for name in COLUMNS},
-            **query_keys(c),
-            "doc": json.dumps(doc),
-        }
         self._save_versioned(conn, "contacts", row, expected)
         conn.execute("DELETE FROM contact_emails WHERE contact_id = ?", (c.id,))
         conn.execute("DELETE FROM contact_phones WHERE contact_id = ?", (c.id,))

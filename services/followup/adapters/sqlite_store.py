@@ -198,14 +198,9 @@ class SqlitePromiseStore(SqliteStore):
     # --- the scheduler's claim ------------------------------------------------------------------
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Claim]:
-        return self.claim_due_now(now, lease_until, limit)
-
-    def claim_due_now(
-        self, now: datetime, lease_until: datetime, limit: int
-    ) -> builtins.list[Claim]:
-        """Synchronous, so tests can race it from threads on connections of their own."""
         token = new_id()
-        with self._writing() as conn:
+
+        def claim(conn: sqlite3.Connection) -> builtins.list[Claim]:
             rows = conn.execute(
                 "SELECT id, doc FROM reminders WHERE next_attempt_at <= ?"
                 " ORDER BY next_attempt_at LIMIT ?",
@@ -215,14 +210,17 @@ class SqlitePromiseStore(SqliteStore):
                 "UPDATE reminders SET next_attempt_at = ?, lease_token = ? WHERE id = ?",
                 [(iso(lease_until), token, r[0]) for r in rows],
             )
-        return [Claim(documents.delivery_from(json.loads(r[1])), token) for r in rows]
+            return [Claim(documents.delivery_from(json.loads(r[1])), token) for r in rows]
+
+        return await self._write(claim)
 
     async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
-        held: set[str] = set()
         by_token: dict[str, builtins.list[str]] = {}
         for c in claims:
             by_token.setdefault(c.token, []).append(c.delivery.id)
-        with self._writing() as conn:
+
+        def renew(conn: sqlite3.Connection) -> set[str]:
+            held: set[str] = set()
             for token, reminder_ids in by_token.items():
                 marks = ",".join("?" * len(reminder_ids))
                 conn.execute(
@@ -235,13 +233,16 @@ class SqlitePromiseStore(SqliteStore):
                     (token, *reminder_ids),
                 )
                 held.update(r[0] for r in rows)
-        return held
+            return held
+
+        return await self._write(renew)
 
     # --- the one write path ------------------------------------------------------------------
 
     async def commit(self, change: Change) -> None:
         events = [self._encode(e) for e in change.events]
-        with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
+
+        def apply(conn: sqlite3.Connection) -> None:
             if change.live_contact:
                 # Inside the write transaction (BEGIN IMMEDIATE): no fate changes meanwhile.
                 known = self._fate(conn, change.live_contact)
@@ -284,6 +285,8 @@ class SqlitePromiseStore(SqliteStore):
                 "DELETE FROM contact_profiles WHERE contact_id = ?",
                 [(c,) for c in change.forgotten_profiles],
             )
+
+        await self._write(apply, events, handled=change.handled, idempotency=change.idempotency)
 
     def _complete(self, conn: sqlite3.Connection, claim: Claim) -> None:
         r = claim.delivery

@@ -70,10 +70,12 @@ class SqliteInteractionStore(SqliteStore):
     ) -> None:
         super().__init__(path, SCHEMA, clock, synchronous=synchronous)
         self._encode = encode
-        present = {r[1] for r in self._conn.execute("PRAGMA table_info(known_contacts)")}
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        present = {r[1] for r in conn.execute("PRAGMA table_info(known_contacts)")}
         for column, declaration in ADDED_COLUMNS.items():
             if column not in present:
-                self._conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
+                conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -148,7 +150,8 @@ class SqliteInteractionStore(SqliteStore):
 
     async def commit(self, change: Change) -> None:
         events = [self._encode(e) for e in change.events]
-        with self._writing(events, handled=change.handled, idempotency=change.idempotency) as conn:
+
+        def apply(conn: sqlite3.Connection) -> None:
             if change.live_contact and not self._is_live(conn, change.live_contact):
                 raise ContactGoneError(change.live_contact)
             conn.executemany(
@@ -169,6 +172,8 @@ class SqliteInteractionStore(SqliteStore):
             )
             for interaction, expected in change.saves:
                 self._save(conn, interaction, expected)
+
+        await self._write(apply, events, handled=change.handled, idempotency=change.idempotency)
 
     @staticmethod
     def _is_live(conn: sqlite3.Connection, contact_id: str) -> bool:
