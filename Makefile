@@ -34,8 +34,10 @@ lint: setup
 proto: setup
 	$(PY) -m devtools.protogen
 
+# Median of 3 runs; pass options through, e.g. make bench BENCH_ARGS="--only rpcs --runs 5".
+BENCH_ARGS ?=
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Fault injection on the real system, SQLite and MongoDB (issue 12): chaos-report.json.
 chaos: setup

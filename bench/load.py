@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from bench.processes import CpuMeter, Server
 from bench.profile import Profile
-from bench.stats import Latencies, LatencySummary
+from bench.progress import Progress, say, ticking
+from bench.stats import Latencies, LatencySummary, median_summary
 
 Call = Callable[[int], Awaitable[object]]
 
@@ -49,6 +51,10 @@ class _Tally:
         else:
             self.latencies.add(seconds)
 
+    def __len__(self) -> int:
+        """Calls counted so far, failed ones included."""
+        return len(self.latencies) + self.errors.total()
+
     def result(self, in_flight: int, seconds: float, cpu: Mapping[str, float]) -> LoadResult:
         calls = len(self.latencies)
         return LoadResult(
@@ -60,6 +66,26 @@ class _Tally:
             errors=dict(self.errors),
             cpu_percent=cpu,
         )
+
+
+def median_load(loads: Sequence[LoadResult]) -> LoadResult:
+    """Several runs of one load as one row: the median RPC/s, latency percentiles and CPU per
+    process, the calls and failures of all runs added up."""
+    cpu: dict[str, list[float]] = {}
+    errors: Counter[str] = Counter()
+    for load in loads:
+        errors.update(load.errors)
+        for name, pct in load.cpu_percent.items():
+            cpu.setdefault(name, []).append(pct)
+    return LoadResult(
+        in_flight=max(load.in_flight for load in loads),
+        seconds=round(sum(load.seconds for load in loads), 3),
+        calls=sum(load.calls for load in loads),
+        rps=statistics.median(load.rps for load in loads),
+        latency=median_summary([load.latency for load in loads]),
+        errors=dict(errors),
+        cpu_percent={name: statistics.median(pcts) for name, pcts in cpu.items()},
+    )
 
 
 async def _timed(call: Call, n: int) -> tuple[float, str]:
@@ -82,6 +108,7 @@ async def _settle(tasks: list[asyncio.Task[None]]) -> None:
 async def closed_loop(
     call: Call,
     *,
+    label: str,
     in_flight: int,
     warmup: float,
     duration: float,
@@ -90,7 +117,8 @@ async def closed_loop(
     """Keeps `in_flight` calls outstanding; `call(n)` makes the n-th call (n counts from 0).
 
     Calls that complete inside the measured window count, whenever they started, so the
-    window sees the steady state the warm-up reached.
+    window sees the steady state the warm-up reached. `label` names the load in the progress
+    lines (e.g. `CreateContact @64 in flight on contacts`).
     """
     numbers = itertools.count()
     tally = _Tally()
@@ -104,25 +132,35 @@ async def closed_loop(
             if window[0] <= time.perf_counter() <= window[1]:
                 tally.add(seconds, failure)
 
+    def status() -> str:
+        elapsed = time.perf_counter() - window[0]
+        rate = len(tally) / elapsed if elapsed > 0 else 0.0
+        return f"{label}: measuring {duration:g} s: {elapsed:.1f} s in, {rate:,.0f} RPC/s"
+
     workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
     try:
+        say(f"{label}: warm-up {warmup:g} s...")
         await asyncio.sleep(warmup)
         meter.start()
         window[0] = time.perf_counter()
-        await asyncio.sleep(duration)
+        async with ticking(status):
+            await asyncio.sleep(duration)
         window[1] = time.perf_counter()
         cpu = meter.stop()
         stopping = True
         await asyncio.gather(*workers)
     finally:
         await _settle(workers)
-    return tally.result(in_flight, window[1] - window[0], cpu)
+    result = tally.result(in_flight, window[1] - window[0], cpu)
+    say(f"{label}: {result.rps:,.0f} RPC/s, p99 {result.latency.p99_ms or 0:.1f} ms")
+    return result
 
 
-async def loaded(call: Call, server: Server, profile: Profile) -> LoadResult:
+async def loaded(call: Call, rpc: str, server: Server, profile: Profile) -> LoadResult:
     """The closed loop with the profile's calls in flight, warm-up and window."""
     return await closed_loop(
         call,
+        label=f"{rpc} @{profile.in_flight} in flight on {server.name}",
         in_flight=profile.in_flight,
         warmup=profile.warmup_seconds,
         duration=profile.measure_seconds,
@@ -131,7 +169,7 @@ async def loaded(call: Call, server: Server, profile: Profile) -> LoadResult:
 
 
 async def paced(
-    call: Call, *, rate: float, duration: float, watch: Mapping[str, int]
+    call: Call, *, label: str, rate: float, duration: float, watch: Mapping[str, int]
 ) -> LoadResult:
     """Starts `call(n)` every 1/rate seconds for `duration`, however many are still in flight
     (an open loop: customers do not wait for each other), then waits for all of them. A start
@@ -150,24 +188,41 @@ async def paced(
             in_flight -= 1
 
     tasks: list[asyncio.Task[None]] = []
+
+    def status() -> str:
+        elapsed = time.perf_counter() - start
+        return (
+            f"{label} paced at {rate:g}/s for {duration:g} s: {elapsed:.1f} s in,"
+            f" {len(tally):,} answered ({len(tally) / elapsed:,.0f}/s), {in_flight} in flight"
+        )
+
     meter.start()
     start = time.perf_counter()
     try:
-        for n in range(round(rate * duration)):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(n)))
-        await asyncio.gather(*tasks)
+        async with ticking(status):
+            for n in range(round(rate * duration)):
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(n)))
+            await asyncio.gather(*tasks)
     finally:
         await _settle(tasks)
     seconds = time.perf_counter() - start
     return tally.result(peak, seconds, meter.stop())
 
 
-async def one_at_a_time(call: Call, count: int) -> tuple[LatencySummary, Mapping[str, int]]:
-    """`count` calls one after another: latency with no queueing in front of the server."""
+async def one_at_a_time(
+    call: Call, count: int, label: str = ""
+) -> tuple[LatencySummary, Mapping[str, int]]:
+    """`count` calls one after another: latency with no queueing in front of the server.
+    With a `label`, progress lines say how far they are."""
     tally = _Tally()
+    counter = Progress(f"{label}, 1 in flight", count, unit=" calls") if label else None
     for n in range(count):
         tally.add(*await _timed(call, n))
+        if counter is not None:
+            counter.update(n + 1)
+    if counter is not None:
+        counter.finish()
     return tally.latencies.summary(), dict(tally.errors)

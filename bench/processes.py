@@ -27,7 +27,12 @@ from devtools.natsserver import NatsServer
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_TOKEN = "bench-token"
+BENCH_SUBJECT = "bench"  # an agent of no team: what the bench makes is its own, unassigned
 METADATA = (("authorization", f"Bearer {BENCH_TOKEN}"),)
+# A service identity, for what agents may not do (erasing a contact).
+SERVICE_TOKEN = "bench-service-token"
+SERVICE_METADATA = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+API_TOKENS = f"{BENCH_TOKEN}={BENCH_SUBJECT}:agent,{SERVICE_TOKEN}=bench-service:service"
 
 Probe = Callable[[grpc.aio.Channel], Awaitable[bool]]  # True once the server answers
 
@@ -210,7 +215,7 @@ async def service(
         "CRM_METRICS_PORT": "0",
         "CRM_SQLITE_PATH": str(sqlite_path),
         "CRM_NATS_URL": nats.url,
-        "CRM_API_TOKENS": f"{BENCH_TOKEN}=bench:agent",
+        "CRM_API_TOKENS": API_TOKENS,
         "CRM_LOG_LEVEL": "warning",
         "CRM_SHUTDOWN_GRACE_SECONDS": "2",
     }

@@ -34,6 +34,16 @@ class FollowupSizes:
 
 
 @dataclass(frozen=True)
+class PropagationSizes:
+    """Event -> effect at a low rate: customers made one at a time, every consumer watched."""
+
+    customers: int  # contacts created (each then touched; some erased or merged)
+    rate: float  # customers started a second, at most
+    time_limit_seconds: float  # no customer is started after this
+    deadline_seconds: float  # an effect not seen this long after its call is a miss
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     warmup_seconds: float
@@ -44,6 +54,7 @@ class Profile:
     lookups: int
     timeline: TimelineSizes
     followup: FollowupSizes
+    propagation: PropagationSizes
 
 
 FULL = Profile(
@@ -56,6 +67,7 @@ FULL = Profile(
     10_000,
     TimelineSizes(1_000_000, 10_000, 50, 1_000, 5, 1_000),
     FollowupSizes(1_000_000, 10_000, 5, 200, 10_000, 4.0, 20.0, 500.0, 10.0, 20.0),
+    PropagationSizes(400, 20.0, 90.0, 10.0),
 )
 QUICK = Profile(
     "quick",
@@ -67,4 +79,5 @@ QUICK = Profile(
     2_000,
     TimelineSizes(20_000, 2_000, 50, 200, 2, 200),
     FollowupSizes(20_000, 2_000, 2, 50, 1_000, 1.5, 2.0, 500.0, 2.0, 5.0),
+    PropagationSizes(60, 20.0, 20.0, 10.0),
 )

@@ -20,9 +20,11 @@ from typing import TypeVar
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from bench.footprint import Footprint, measure
 from bench.load import LoadResult, loaded, one_at_a_time
-from bench.processes import METADATA, Server, standalone_service
+from bench.processes import METADATA, SERVICE_METADATA, Server, standalone_service
 from bench.profile import Profile, TimelineSizes
+from bench.progress import Progress
 from bench.seed import SEED_EPOCH, SeedResult, checkpoint, for_seeding, write_batches
 from bench.stats import Latencies, LatencySummary
 from crm.interactions.v1 import interaction_pb2
@@ -41,7 +43,6 @@ from interactions.domain.model import (
     PromiseKind,
 )
 from interactions.ports import Change, TimelineFilter
-from promesa import sqlite as db
 from promesa.clock import ManualClock
 from promesa.ids import derived_id, new_id
 from promesa.pagination import Cursor
@@ -80,6 +81,7 @@ class TimelineResults:
     null_first_page: LatencySummary  # ListInteractions of 50 canned touches, null servicer
     grpc: PageTimes  # ListInteractions, interactions service on the seeded file
     interactions_rss_bytes: int
+    footprint: Footprint  # of the seeded file, per interaction
 
 
 # --- seeding ---------------------------------------------------------------------------------
@@ -123,23 +125,26 @@ def _seeded(i: int, contact_id: str) -> Interaction:
 
 
 async def seed_timeline(path: Path, sizes: TimelineSizes, *, time_limit: float) -> SeedResult:
-    """Writes `sizes.interactions` touches through the store's own row writer (BATCH per
+    """Writes `sizes.interactions` touches through the store's own commit (BATCH per
     transaction, no outbox rows); every (interactions / hot_contact)-th belongs to HOT_CONTACT.
     Stops at a whole batch once `time_limit` seconds have passed."""
     store = SqliteInteractionStore(path, event_codec.encode, ManualClock(SEED_EPOCH))
     for_seeding(store)
     every = _hot_every(sizes)
 
-    def write(start: int, end: int) -> None:
-        with db.transaction(store._writer.conn) as conn:
-            for i in range(start, end):
-                hot = i % every == 0 and i // every < sizes.hot_contact
-                contact_id = HOT_CONTACT if hot else seeded_contact(i % CONTACT_POOL)
-                store._save(conn, _seeded(i, contact_id), 0)
+    async def write(start: int, end: int) -> None:
+        saves = []
+        for i in range(start, end):
+            hot = i % every == 0 and i // every < sizes.hot_contact
+            contact_id = HOT_CONTACT if hot else seeded_contact(i % CONTACT_POOL)
+            saves.append((_seeded(i, contact_id), 0))
+        await store.commit(Change(saves=saves))
 
     started = time.perf_counter()
     try:
-        written = await write_batches(write, 0, sizes.interactions, deadline=started + time_limit)
+        written = await write_batches(
+            write, 0, sizes.interactions, deadline=started + time_limit, what="interactions"
+        )
         file_bytes = checkpoint(store, path)
     finally:
         await store.close()
@@ -209,7 +214,8 @@ async def record_load(server: Server, profile: Profile, rng: random.Random) -> L
     """RecordInteraction in a closed loop (the null servicer ignores who the contact is)."""
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = interactions_grpc.InteractionsServiceStub(channel)
-        return await loaded(recorder(stub, profile.timeline.known_contacts, rng), server, profile)
+        record = recorder(stub, profile.timeline.known_contacts, rng)
+        return await loaded(record, "RecordInteraction", server, profile)
 
 
 async def fresh_record_load(
@@ -228,19 +234,21 @@ async def fresh_record_load(
 
 
 async def time_pages(
-    fetch: Callable[[T | None], Awaitable[T | None]], sizes: TimelineSizes
+    fetch: Callable[[T | None], Awaitable[T | None]], sizes: TimelineSizes, what: str
 ) -> PageTimes:
     """`fetch(cursor)` gets one page after `cursor` (None: the first) and returns the cursor of
     the next (None after the last). Times `first_pages` first pages, then `walks` walks of the
     whole timeline, counting the pages of the second half of each walk as deep."""
     first = Latencies()
+    expected = -(-sizes.hot_contact // sizes.page_size)
+    progress = Progress(what, sizes.first_pages + sizes.walks * expected, unit=" pages")
     for _ in range(sizes.first_pages):
+        progress.advance()
         t0 = time.perf_counter()
         await fetch(None)
         first.add(time.perf_counter() - t0)
     deep = Latencies()
     pages = 0
-    expected = -(-sizes.hot_contact // sizes.page_size)
     for _ in range(sizes.walks):
         cursor: T | None = None
         pages = 0
@@ -248,6 +256,7 @@ async def time_pages(
             t0 = time.perf_counter()
             cursor = await fetch(cursor)
             elapsed = time.perf_counter() - t0
+            progress.advance()
             pages += 1
             if pages > expected // 2:
                 deep.add(elapsed)
@@ -255,6 +264,7 @@ async def time_pages(
                 break
         if pages != expected:
             raise AssertionError(f"a walk of {HOT_CONTACT} took {pages} pages, not {expected}")
+    progress.finish()
     return PageTimes(first.summary(), deep.summary(), pages)
 
 
@@ -273,7 +283,7 @@ async def _store_pages(path: Path, sizes: TimelineSizes) -> PageTimes:
         return last.details.occurred_at, last.id
 
     try:
-        return await time_pages(fetch, sizes)
+        return await time_pages(fetch, sizes, "store.timeline in process")
     finally:
         await store.close()
 
@@ -281,11 +291,17 @@ async def _store_pages(path: Path, sizes: TimelineSizes) -> PageTimes:
 def _lister(
     stub: interactions_grpc.InteractionsServiceAsyncStub, page_size: int
 ) -> Callable[[str | None], Awaitable[str | None]]:
+    """Pages of the hot contact's timeline as a service reads them: an agent's view is narrowed
+    to their team's touches and their own, and the seeded touches are many agents' in many
+    teams; a service sees them all, as the in-process query does."""
+
     async def fetch(token: str | None) -> str | None:
         request = interactions_pb.ListInteractionsRequest(
             contact_id=HOT_CONTACT, page_size=page_size, page_token=token or ""
         )
-        reply = await stub.ListInteractions(request, metadata=METADATA)
+        reply = await stub.ListInteractions(request, metadata=SERVICE_METADATA)
+        if not reply.interactions:
+            raise AssertionError(f"ListInteractions of {HOT_CONTACT} returned an empty page")
         return reply.next_page_token or None
 
     return fetch
@@ -295,7 +311,9 @@ async def null_first_page(server: Server, sizes: TimelineSizes) -> LatencySummar
     """The floor under ListInteractions: a canned page of 50 from the null servicer."""
     async with grpc.aio.insecure_channel(server.address) as channel:
         fetch = _lister(interactions_grpc.InteractionsServiceStub(channel), sizes.page_size)
-        latency, _ = await one_at_a_time(lambda n: fetch(None), sizes.first_pages)
+        latency, _ = await one_at_a_time(
+            lambda n: fetch(None), sizes.first_pages, "ListInteractions on the null servicer"
+        )
     return latency
 
 
@@ -306,6 +324,9 @@ async def seeded_timeline(
     sizes = profile.timeline
     path = workdir / "seeded" / "interactions.db"
     seed = await seed_timeline(path, sizes, time_limit=profile.seed_time_limit_seconds)
+    footprint = await measure(
+        path, "interaction", seed.count, "seeded; every third with one promise, as a timeline has"
+    )
     if seed.count < seed.requested:
         # The hot contact's touches are spread over the whole seed: a cut seed has fewer.
         hot = min(sizes.hot_contact, -(-seed.count // _hot_every(sizes)))
@@ -316,8 +337,17 @@ async def seeded_timeline(
         grpc.aio.insecure_channel(server.address) as channel,
     ):
         stub = interactions_grpc.InteractionsServiceStub(channel)
-        through_grpc = await time_pages(_lister(stub, sizes.page_size), sizes)
+        through_grpc = await time_pages(
+            _lister(stub, sizes.page_size), sizes, "ListInteractions, 1 in flight"
+        )
         rss = server.rss_bytes()
     return TimelineResults(
-        seed, sizes.hot_contact, sizes.page_size, in_process, null_floor, through_grpc, rss
+        seed,
+        sizes.hot_contact,
+        sizes.page_size,
+        in_process,
+        null_floor,
+        through_grpc,
+        rss,
+        footprint,
     )

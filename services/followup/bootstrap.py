@@ -20,7 +20,7 @@ from followup.entrypoints import contacts_consumer, interactions_consumer
 from followup.entrypoints.grpc_api import SERVICE_NAME, FollowupServicer
 from followup.noticing import CustomerNotifier
 from followup.ports import NoticeChannel, Notifier, PromiseStore
-from followup.reminding import NATS, ReminderScheduler
+from followup.reminding import NATS, ReminderScheduler, WakingWrites
 from followup.settings import FollowupSettings
 from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
 from followup.usecases.planning import PromisePlanner
@@ -29,8 +29,7 @@ from promesa.clock import Clock, SystemClock
 from promesa.erasure import StreamEraser
 from promesa.event_catalog import FOLLOWUP
 from promesa.runtime import Runtime, ServiceParts, connect_messaging
-from promesa.usecases import Writes
-from promesa.workers import Periodic
+from promesa.workers import Alarm, Timed
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +104,9 @@ async def build(
         )
     store = await open_store(settings, clock)
     bus, relay = await connect_messaging(common, store)
-    writes = Writes(store, relay.notify)
+    # Every commit that plans a reminder rings the alarm: the scheduler wakes for it.
+    alarm = Alarm()
+    writes = WakingWrites(store, relay.notify, alarm)
 
     own_notifiers = notifiers_for(settings)
     notifiers = [*own_notifiers, *extra_notifiers]
@@ -158,9 +159,16 @@ async def build(
         writes=writes,
     )
 
+    # The scheduler sleeps until the next reminder falls due (the index says when) or a
+    # commit here plans an earlier one; at least every interval, for other replicas' plans.
     interval = settings.scheduler_interval_seconds
-    sweep = Periodic(
-        common.service, "reminder_scheduler", lambda: scheduler.sweep(interval), interval
+    reminding = Timed(
+        common.service,
+        "reminder_scheduler",
+        lambda: scheduler.due(interval),
+        clock,
+        alarm,
+        longest=interval,
     )
     servicer = FollowupServicer(commands, queries, clock)
 
@@ -188,7 +196,7 @@ async def build(
             interactions_consumer.subscription(reactions),
             contacts_consumer.subscription(reactions),
         ],
-        workers=[sweep],
+        workers=[reminding] if settings.scheduler_enabled else [],
         close_store=close,
     )
     return FollowupApp(

@@ -137,6 +137,12 @@ class PromiseStore(OutboxStore, PlatformStore, Protocol):
         lease counts as due): found through the index on the next attempt time."""
         ...
 
+    async def next_due(self) -> datetime | None:
+        """The earliest next attempt of any reminder, through the same index as `claim_due`
+        (a lease's end counts: a claim that lapses falls due then); None when nothing is
+        planned. The scheduler sleeps until then."""
+        ...
+
     async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
         """Extends the lease of these claims to `until` where their token still holds (no
         other replica took them over); returns the ids still held, renewed. A claim not

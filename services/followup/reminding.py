@@ -21,6 +21,12 @@ Nothing is sent, nor retried, for a promise no longer open (kept, cancelled, era
 reminder is claimed: the delivery record says why. The exception is a runaround escalation
 that fell due, sent once whatever came after (`ReminderDelivery.sent_whatever_happens`).
 
+The service runs `ReminderScheduler.due` in a `promesa.workers.Timed` worker: it sleeps until
+the next reminder falls due (the store's index answers `next_due`), and a commit in this
+process that plans an earlier one (`WakingWrites`) rings its alarm; other replicas' plans are
+found at least every CRM_SCHEDULER_INTERVAL_SECONDS. A batch's delivery records are committed
+concurrently, so the store's group commit puts them in one transaction or a few.
+
 Customer notices are claimed, leased and recorded the same way; `noticing.CustomerNotifier`
 decides and sends them (customer templates and channels, never the owner's notifiers).
 """
@@ -29,8 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -54,7 +61,8 @@ from followup.settings import LaneSettings
 from promesa.clock import Clock
 from promesa.ids import new_id
 from promesa.storage import VersionConflictError
-from promesa.usecases import Writes, retry_on_conflict
+from promesa.usecases import Committer, Writes, retry_on_conflict
+from promesa.workers import Alarm
 
 log = structlog.get_logger(__name__)
 
@@ -84,10 +92,11 @@ class ReminderScheduler:
         deadlines: Mapping[str, timedelta] | None = None,
         writes: Writes[Change] | None = None,
     ) -> None:
-        """`writes` is the service's one write path (it wakes the outbox relay); without it
-        (a benchmark), the store's commit alone. `concurrency` bounds customer notices in
-        flight; `lanes` the notifiers', each on its own; `deadlines` is the longest a send
-        may take, by notifier name (default `lanes.send_timeout`)."""
+        """`writes` is the service's one write path (it wakes the outbox relay, and with
+        `WakingWrites` this scheduler); without it (a benchmark), the store's commit alone.
+        `concurrency` bounds customer notices in flight; `lanes` the notifiers', each on its
+        own; `deadlines` is the longest a send may take, by notifier name (default
+        `lanes.send_timeout`)."""
         self._store = store
         self._clock = clock
         self._policy = policy
@@ -120,6 +129,7 @@ class ReminderScheduler:
         self._next_put_off: datetime | None = None  # the earliest put-off time not yet waited for
         self._emptied = asyncio.Event()  # set when no claim is held: the renewer stops
         self._lanes_full = False  # a lane had no room for something the last claim found
+        self._more_due = False  # the last claim took as many as it asked for: more may be due
         self._lane_concurrency = lanes.concurrency
 
     async def tick(self) -> int:
@@ -138,6 +148,47 @@ class ReminderScheduler:
                 break
             total += count
         return total
+
+    async def due(self, within: float = 1.0) -> datetime | None:
+        """The scheduler's run (`promesa.workers.Timed`): claims and starts batches while
+        anything is due, then answers when the next reminder falls due, from the index; the
+        worker sleeps until then, or until a commit in this process plans an earlier one
+        (`WakingWrites`). While the lanes are full it waits, up to `within` seconds, for one
+        to free a slot or something put off to fall due, and claims again, as a sweep does;
+        past `within`, what is left due makes the worker run again at once."""
+        upcoming = await self._store.next_due()
+        if upcoming is None or upcoming > self._clock.now():
+            return upcoming  # a read, where a claim would be a write to find nothing
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + within
+        for _ in range(_SWEEP_ROUNDS):
+            self._lanes_full = False
+            if not await self._start():
+                break
+            if not self._lanes_full:
+                if self._more_due:
+                    continue
+                break  # all that was due is taken: no empty claim (a write) to find that out
+            left = ends - loop.time()
+            if left <= 0:
+                break
+            await self._room(left)
+        return await self._store.next_due()
+
+    async def _room(self, within: float) -> None:
+        """Waits until a send in flight ends (a lane slot frees), something put off falls due,
+        or `within` seconds pass. Not for a commit's alarm: our own put-offs ring it, and
+        claiming at each would put off the whole backlog rather than leave it to replicas
+        with room."""
+        mine: list[asyncio.Future[Any]] = [asyncio.ensure_future(asyncio.sleep(within))]
+        if self._next_put_off is not None:
+            mine.append(asyncio.ensure_future(self._clock.sleep_until(self._next_put_off)))
+            self._next_put_off = None
+        try:
+            await asyncio.wait({*mine, *self._background}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in mine:
+                waiting.cancel()
 
     async def sweep(self, within: float = 1.0) -> int:
         """The periodic job: claims and starts batches while anything is due, without waiting
@@ -185,7 +236,9 @@ class ReminderScheduler:
         """Claims one batch; commits what is done at once (NATS, put off, stopped) and returns
         the rest as tasks (the sends admitted to lanes)."""
         now = self._clock.now()
-        claims = await self._store.claim_due(now, now + self._lease, self._claim_size())
+        size = self._claim_size()
+        claims = await self._store.claim_due(now, now + self._lease, size)
+        self._more_due = len(claims) == size
         if not claims:
             return []
         self._held.update((c.delivery.id, c) for c in claims)
@@ -490,3 +543,32 @@ class ReminderScheduler:
     async def _discreet(self, contact_id: str) -> bool:
         prefs = await self._store.profile(contact_id)
         return bool(prefs and prefs.discreet)
+
+
+def earliest_attempt(change: Change) -> datetime | None:
+    """The earliest reminder attempt a change puts in the store: new or replanned reminders,
+    and claimed ones completed with a next attempt (a retry, a put-off)."""
+    planned = [
+        *(r.next_attempt_at for reminders in change.replans.values() for r in reminders),
+        *(r.next_attempt_at for r in change.added),
+        *(c.delivery.next_attempt_at for c in change.completed),
+    ]
+    return min((at for at in planned if at is not None), default=None)
+
+
+class WakingWrites(Writes[Change]):
+    """The follow-up's one write path: after a commit that plans a reminder, rings the
+    scheduler's alarm with its earliest attempt, so the scheduler wakes for it rather than at
+    its fallback interval. After the commit, so the scheduler's read finds it."""
+
+    def __init__(
+        self, store: Committer[Change], on_commit: Callable[[], None], alarm: Alarm
+    ) -> None:
+        super().__init__(store, on_commit)
+        self._alarm = alarm
+
+    async def commit(self, change: Change) -> None:
+        await super().commit(change)
+        at = earliest_attempt(change)
+        if at is not None:
+            self._alarm.set(at)

@@ -82,6 +82,8 @@ class FollowupSettings:
     lanes: LaneSettings
     smtp: SmtpSettings | None
     customer_notices: bool = False  # tell the customer when a promise is made
+    # False: no reminder scheduler in this process (tests that drive it themselves).
+    scheduler_enabled: bool = True
     contacts_address: str = "127.0.0.1:50051"
     service_token: str = field(default="", repr=False)
 
@@ -149,6 +151,7 @@ class FollowupSettings:
             lanes=lanes,
             smtp=smtp,
             customer_notices=env.flag("CRM_CUSTOMER_NOTICES", False),
+            scheduler_enabled=env.flag("CRM_SCHEDULER_ENABLED", True),
             contacts_address=_address(env.text("CRM_CONTACTS_ADDRESS", "127.0.0.1:50051")),
             service_token=token,
         )

@@ -70,6 +70,16 @@ def acting_as(identity: Identity) -> Iterator[Identity]:
         _current.reset(token)
 
 
+def bind_identity(identity: Identity) -> contextvars.Token[Identity]:
+    """`acting_as` without the context manager, for the interceptor's per-call path: the
+    caller must pass the token to `unbind_identity` when the call ends."""
+    return _current.set(identity)
+
+
+def unbind_identity(token: contextvars.Token[Identity]) -> None:
+    _current.reset(token)
+
+
 def worker_identity(service: str, worker: str) -> Identity:
     """The named identity of a service's own background work, recorded on what it writes."""
     return Identity(f"{service}/{worker}", Role.SERVICE)
@@ -145,6 +155,9 @@ ACCEPTED_ALGORITHMS = frozenset(
 MIN_REFRESH_SECONDS = 10.0
 JWKS_TIMEOUT_SECONDS = 5.0
 MAX_SUBJECT_LENGTH = 200
+# Verified access tokens remembered, so that a client's token is checked once, not on every
+# call (a signature check costs far more than the call it guards); the oldest goes first.
+MAX_VERIFIED_TOKENS = 10_000
 
 
 def read_jwks(settings: JwtSettings) -> Mapping[str, jwt.PyJWK]:
@@ -205,6 +218,22 @@ class SigningKeys:
             )
         return self._keys.get(kid)
 
+    def trusted_until(self) -> float | None:
+        """When the keys in use must be fetched again (on this object's clock): what a token
+        verified with them may be trusted until without asking again. None with no keys."""
+        if self._fetched_at is None:
+            return None
+        return self._fetched_at + self._settings.jwks_cache_seconds
+
+    def now(self) -> float:
+        return self._clock()
+
+    @property
+    def generation(self) -> object:
+        """Changes whenever keys are fetched again: a token verified with the keys before is
+        verified again (its key may be gone)."""
+        return self._keys
+
     def _needs_fetch(self, kid: str) -> bool:
         now = self._clock()
         if self._tried_at is not None and now - self._tried_at < MIN_REFRESH_SECONDS:
@@ -233,8 +262,28 @@ class JwtVerifier:
     def __init__(self, settings: JwtSettings, keys: SigningKeys | None = None) -> None:
         self._settings = settings
         self._keys = keys or SigningKeys(settings)
+        self._verified: dict[str, _Verified] = {}
+
+    def verified(self, token: str) -> Identity | None:
+        """The identity of a token verified before and still trustworthy: not expired (`exp`,
+        without the leeway, which a full verification grants again), and its keys neither
+        fetched again since nor due to be. None otherwise: then `identify` decides."""
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        if (
+            time.time() < entry.expires_at
+            and self._keys.now() < entry.keys_until
+            and entry.generation is self._keys.generation
+        ):
+            return entry.identity
+        del self._verified[token]
+        return None
 
     async def identify(self, token: str) -> Identity:
+        known = self.verified(token)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -269,7 +318,24 @@ class JwtVerifier:
             raise UnauthenticatedError("the access token's signature is not valid") from None
         except jwt.PyJWTError as exc:
             raise UnauthenticatedError(f"the access token is not valid: {exc}") from None
-        return self._identity(claims)
+        identity = self._identity(claims)
+        self._remember(token, identity, claims)
+        return identity
+
+    def _remember(self, token: str, identity: Identity, claims: Mapping[str, Any]) -> None:
+        keys_until = self._keys.trusted_until()
+        expires_at = claims.get("exp")
+        if (
+            keys_until is None
+            or isinstance(expires_at, bool)
+            or not isinstance(expires_at, int | float)
+        ):
+            return
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = _Verified(
+            identity, float(expires_at), keys_until, self._keys.generation
+        )
 
     def _identity(self, claims: Mapping[str, Any]) -> Identity:
         s = self._settings
@@ -286,6 +352,16 @@ class JwtVerifier:
         role = _role(_claim(claims, s.role_claim), s.role_claim)
         team = _team(_claim(claims, s.team_claim), s.team_claim, role)
         return Identity(subject.strip(), role, team)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A verified token's identity, and until when it may be trusted without a new check."""
+
+    identity: Identity
+    expires_at: float  # the token's exp, seconds since the epoch
+    keys_until: float  # when its keys are due to be fetched again (SigningKeys' clock)
+    generation: object  # the keys it was verified with
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> Any:
@@ -342,6 +418,14 @@ class Authenticator:
     def __init__(self, tokens: ApiTokens, *, keys: SigningKeys | None = None) -> None:
         self._static = dict(tokens.static)
         self._jwt = JwtVerifier(tokens.jwt, keys) if tokens.jwt is not None else None
+
+    def known(self, token: str) -> Identity | None:
+        """The answer without waiting, when there is one: a static token, or an access token
+        verified before and still trustworthy. None: ask `identify`."""
+        identity = self._static.get(token)
+        if identity is None and self._jwt is not None:
+            return self._jwt.verified(token)
+        return identity
 
     async def identify(self, token: str) -> Identity:
         identity = self._static.get(token)

@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from promesa import metrics
 from promesa.auth import acting_as, worker_identity
 from promesa.errors import UnavailableError, is_permanent
+from promesa.event_catalog import ordering_key
 from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
 
 log = structlog.get_logger(__name__)
@@ -243,6 +244,10 @@ class DurableConsumer:
     ack wait, so it fetches small batches (`batch`) and keeps a long-running handler's messages
     alive with a progress ack every third of the ack wait: the ack wait can then be chosen
     from the usual handling time, not the worst.
+
+    A batch is applied concurrently across contacts and in order within one
+    (`handling_order`): the handlers' commits then arrive together, and a store that groups
+    concurrent commits writes the batch in one transaction.
     """
 
     def __init__(
@@ -306,25 +311,38 @@ class DurableConsumer:
             await sub.unsubscribe()
 
     async def _handle_batch(self, msgs: Sequence[Msg]) -> None:
-        """Handles the batch in order while a heartbeat keeps every message not yet finished
-        in progress, so none is redelivered elsewhere because an earlier one ran long."""
-        waiting = list(msgs)
+        """Handles the batch concurrently across contacts and in order within each one
+        (`handling_order`), each message acked after its own commit; with a store that groups
+        concurrent commits, the batch's effects share transactions. A heartbeat keeps every
+        message not yet finished in progress, so none is redelivered elsewhere because another
+        ran long. A message whose handling raised (NATS away at its ack) ends its contact's
+        run; the other runs finish, then the error is raised."""
+        waiting = {id(msg): msg for msg in msgs}
         heartbeat = asyncio.ensure_future(self._heartbeat(waiting))
         try:
-            while waiting:
-                await self._handle(waiting[0])
-                waiting.pop(0)
+            for runs in handling_order(msgs):
+                outcomes = await asyncio.gather(
+                    *(self._handle_run(run, waiting) for run in runs), return_exceptions=True
+                )
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _heartbeat(self, waiting: list[Msg]) -> None:
+    async def _handle_run(self, run: Sequence[Msg], waiting: dict[int, Msg]) -> None:
+        for msg in run:
+            await self._handle(msg)
+            del waiting[id(msg)]
+
+    async def _heartbeat(self, waiting: dict[int, Msg]) -> None:
         """Every third of the ack wait, tells JetStream the unfinished messages are still being
         worked on (two heartbeats may be lost before one is redelivered)."""
         while True:
             await asyncio.sleep(self._ack_wait / 3)
-            for msg in list(waiting):
+            for msg in list(waiting.values()):
                 try:
                     await msg.in_progress()
                 except Exception as exc:  # NATS away: a redelivery that follows is harmless
@@ -416,6 +434,27 @@ class DurableConsumer:
         metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()
         metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "dead_letter").inc()
         await msg.term()
+
+
+def handling_order(msgs: Sequence[Msg]) -> list[list[list[Msg]]]:
+    """The batch as steps taken one after the other, each step runs handled side by side,
+    each run in batch order: the events about one contact form one run. An event handled
+    alone is a step of its own: what came before it in the batch is finished first, what
+    came after waits for it."""
+    steps: list[list[list[Msg]]] = []
+    runs: dict[str, list[Msg]] = {}
+    for msg in msgs:
+        key = ordering_key(msg.subject)
+        if key is None:
+            if runs:
+                steps.append(list(runs.values()))
+                runs = {}
+            steps.append([[msg]])
+        else:
+            runs.setdefault(key, []).append(msg)
+    if runs:
+        steps.append(list(runs.values()))
+    return steps
 
 
 def describe(exc: BaseException) -> str:

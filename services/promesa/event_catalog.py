@@ -114,3 +114,18 @@ FOLLOWUP = EventCatalog(
         "contact_erasure_confirmed": followup_events.ContactErasureConfirmed,
     },
 )
+
+
+# Events whose effect reaches contacts besides the one their subject ends with: a merge (the
+# subject names the survivor, the payload the duplicate) and an erasure (the contacts merged
+# into the erased one are erased with it).
+_REACHING_OTHERS = tuple(f.removesuffix(">") for f in CONTACTS.subjects("merged", "erased"))
+
+
+def ordering_key(subject: str) -> str | None:
+    """Which events a consumer must apply one after the other: those about the same contact,
+    the last token of every subject (a reminder's too). None for an event that reaches other
+    contacts as well, which is applied alone."""
+    if subject.startswith(_REACHING_OTHERS):
+        return None
+    return subject.rpartition(".")[2]

@@ -7,8 +7,17 @@ import sys
 
 import structlog
 
+# Whether info lines are written (configure_logging sets it): the interceptor asks before it
+# prepares a line per call. True until configured, as structlog's own default writes them.
+RENDERS_INFO = True
+
 
 def configure_logging(level: str = "info", service: str = "") -> None:
+    """JSON lines at `level` and above; lines below it are dropped before anything is
+    rendered (the filtering logger's methods for them do nothing), and each module's logger
+    is bound once, on its first use."""
+    global RENDERS_INFO
+    RENDERS_INFO = logging.getLevelNamesMapping()[level.upper()] <= logging.INFO
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     structlog.configure(
         processors=[

@@ -7,7 +7,7 @@ The write functions run on the group writer's thread inside the group's transact
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +115,52 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     with transaction(conn):
         for table, name, decl in _missing_columns(conn):
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+def lay_out(
+    conn: sqlite3.Connection,
+    database: str,
+    schema: str,
+    version: int,
+    upgrade: Callable[[sqlite3.Connection, int], bool],
+) -> None:
+    """Lays a service's schema down, first bringing a file of an older layout (`PRAGMA
+    user_version` below `version`) up to it with `upgrade(conn, found)` (True if it rewrote
+    rows), in one transaction: a crash leaves the old file as it was, and of two replicas
+    opening it at once the second (BEGIN IMMEDIATE waits) finds the work done. A file from a
+    newer release is refused rather than misread."""
+    with transaction(conn):
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > version:
+            raise RuntimeError(
+                f"the {database} database has layout {found}; this release reads up to"
+                f" {version}: run a newer release"
+            )
+        rewrote = found < version and upgrade(conn, found)
+        for statement in filter(str.strip, schema.split(";")):
+            conn.execute(statement)  # not executescript: it would commit the transaction
+        conn.execute(f"PRAGMA user_version = {version}")
+    if rewrote:
+        # The rewrite went through the WAL, which would otherwise keep its size (the whole
+        # file's) for as long as the service runs.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The table's columns; none if it does not exist."""
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def set_aside(conn: sqlite3.Connection, table: str, suffix: str) -> None:
+    """Renames a table to be rewritten (`<table><suffix>`), dropping its indexes first so the
+    new table's take their names."""
+    indexes = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table,),
+    ).fetchall()
+    for (name,) in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute(f"ALTER TABLE {table} RENAME TO {table}{suffix}")
 
 
 @contextmanager

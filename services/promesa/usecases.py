@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from promesa.errors import ContentionError, FieldViolation, InvalidArgumentError, Violations
+from promesa.ids import fingerprint
 from promesa.storage import (
     AlreadyHandledError,
     DuplicateRequestError,
@@ -77,6 +78,12 @@ class CreateRequest:
     request_id: str
     operation: str
     digest: str
+
+    @classmethod
+    def of(cls, request_id: str, operation: str, sent: object) -> CreateRequest:
+        """The request with the digest of what was `sent` (dataclasses, lists and dicts of
+        them), computed only when there is a request id to remember it by."""
+        return cls(request_id, operation, fingerprint(sent) if request_id else "")
 
     def key(self, resource_id: str) -> IdempotencyKey | None:
         """The idempotency key to commit with the new resource (none without a request id)."""

@@ -117,7 +117,7 @@ def followup_env(nats: NatsServer, data: Path, **extra: str) -> dict[str, str]:
         "CRM_SHUTDOWN_GRACE_SECONDS": "1",
         "CRM_CONSUMER_ACK_WAIT_SECONDS": "2",
         "CRM_CONSUMER_MAX_DELIVER": "3",
-        "CRM_SCHEDULER_INTERVAL_SECONDS": "3600",  # tests tick the scheduler themselves
+        "CRM_SCHEDULER_ENABLED": "false",  # tests tick the scheduler themselves
         "CRM_TEAM_SUPERVISORS": "madrid=sup-sam,*=sup-default",
         "CRM_MAX_HANDOFFS": "2",
         **extra,

@@ -28,7 +28,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from followup.adapters import event_codec
-from followup.adapters.mongo_store import MongoPromiseStore, due_query
+from followup.adapters.mongo_store import MongoPromiseStore, due_query, next_due_query
 from followup.adapters.sqlite_store import SCHEMA, SqlitePromiseStore
 from followup.domain import lifecycle, notices
 from followup.domain.contacts import ContactFate, ContactPreferences, QuietHours
@@ -744,6 +744,28 @@ class PromiseStoreContract(abc.ABC):
         assert again.delivery == failed
         assert await store.deliveries(p.id, "", None, 10) == [failed]
 
+    async def test_next_due_is_the_earliest_next_attempt_and_none_when_nothing_is_planned(
+        self, store: PromiseStore
+    ) -> None:
+        assert await store.next_due() is None
+        p = a_promise()
+        await store.commit(
+            Change(
+                saves=[(p, 0)],
+                replans={p.id: [a_reminder(p, "later", T0 + HOUR), a_reminder(p, "soon", T0)]},
+            )
+        )
+        assert await store.next_due() == T0
+
+        # A claim's lease end counts: a claim that lapses falls due then.
+        [claim] = await store.claim_due(T0, T0 + MINUTE, 1)
+        assert await store.next_due() == T0 + MINUTE
+        await store.commit(Change(completed=[completed(claim, next_attempt_at=None)]))
+        assert await store.next_due() == T0 + HOUR
+
+        await store.commit(Change(replans={p.id: []}))
+        assert await store.next_due() is None
+
     async def test_replicas_claiming_at_once_never_lease_the_same_reminder(
         self, store: PromiseStore, tmp_path: Path
     ) -> None:
@@ -983,11 +1005,22 @@ class TestSqlitePromiseStore(PromiseStoreContract):
         conn = sqlite3.connect(tmp_path / "plan.db")
         conn.executescript(SCHEMA)
         plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id, doc FROM reminders WHERE next_attempt_at <= ?"
-            " ORDER BY next_attempt_at LIMIT ?",
-            ("2026", 10),
+            "EXPLAIN QUERY PLAN SELECT rowid, doc FROM reminders WHERE next_attempt_us <= ?"
+            " ORDER BY next_attempt_us LIMIT ?",
+            (1_772_442_000_000_000, 10),
         ).fetchall()
         assert "USING INDEX reminders_due" in plan[0][3]
+
+    def test_the_next_due_time_is_the_first_entry_of_the_index(self, tmp_path: Path) -> None:
+        """The scheduler asks after every run: one index entry, however many are planned."""
+        conn = sqlite3.connect(tmp_path / "plan.db")
+        conn.executescript(SCHEMA)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT next_attempt_us FROM reminders"
+            " WHERE next_attempt_us IS NOT NULL ORDER BY next_attempt_us LIMIT 1"
+        ).fetchall()
+        [(_, _, _, detail)] = plan  # no sort step: the index is in order
+        assert "USING COVERING INDEX reminders_due" in detail
 
 
 @pytest.mark.skipif(not MONGODB_URI, reason="CRM_TEST_MONGODB_URI is not set")
@@ -1020,6 +1053,20 @@ class TestMongoPromiseStore(PromiseStoreContract):
         p = a_promise()
         await store.commit(Change(saves=[(p, 0)], replans={p.id: [a_reminder(p, "r1", T0)]}))
         cursor = store._reminders.find(due_query(T0)).sort("next_attempt_at", 1).limit(10)
+
+        stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])
+
+        assert ("IXSCAN", "reminders_due") in stages
+        assert "SORT" not in [stage for stage, _ in stages]
+
+    @mongod_planner_only(MONGODB_URI)
+    async def test_the_next_due_time_is_the_first_entry_of_the_index(
+        self, store: PromiseStore
+    ) -> None:
+        assert isinstance(store, MongoPromiseStore)
+        p = a_promise()
+        await store.commit(Change(saves=[(p, 0)], replans={p.id: [a_reminder(p, "r1", T0)]}))
+        cursor = store._reminders.find(next_due_query()).sort("next_attempt_at", 1).limit(1)
 
         stages = plan_stages((await cursor.explain())["queryPlanner"]["winningPlan"])
 

@@ -4,8 +4,9 @@ they cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from contacts.domain.erasure import ErasureConfirmation, ErasureRecord, in_order
 from contacts.domain.model import (
@@ -186,4 +187,136 @@ def erasure_from_document(
         reason=doc["reason"],
         erased_at=datetime.fromisoformat(doc["erased_at"]),
         confirmations=in_order(confirmations),
+    )
+
+
+# --- the compact form of the SQLite row ----------------------------------------------------------
+# The row's columns hold what the queries use (times as integer microseconds since the epoch);
+# its `doc` holds the rest as JSON without the values that equal their default (a reader puts
+# them back): a contact with a name and an email keeps about a tenth of its whole document.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_REQUIRED = object()  # the default of a field that has none: always stored
+_DEFAULTS: dict[str, Any] = {
+    "preferred_name": "",
+    "emails": [],
+    "phones": [],
+    "postal_address": None,  # stored only when not empty
+    "organisation_id": "",
+    "tags": [],
+    "time_zone": "",
+    "preferred_channel": None,
+    "consents": [],
+    "quiet_hours": None,
+    "discreet": False,
+    "referred_by_id": "",
+    "last_interaction_at": None,
+    "merged_into_id": "",
+    "erased_at": None,
+}
+
+
+class Columns(Protocol):
+    """A row read with sqlite3.Row: its values by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def micros(at: datetime) -> int:
+    """An instant as SQLite stores and compares it: exact, 8 bytes, ordered as instants are."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _us(at: datetime | None) -> int | None:
+    return micros(at) if at else None
+
+
+def _at(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + us * _MICROSECOND
+
+
+def contact_row(c: Contact) -> dict[str, Any]:
+    """The contact's SQLite row: the columns its queries use, and the rest in `doc`. A contact
+    last changed by whoever made it stores no `updated_by`."""
+    d = c.details
+    a = d.postal_address
+    rest: dict[str, Any] = {
+        "display_name": d.display_name,
+        "preferred_name": d.preferred_name,
+        "emails": list(d.emails),
+        "phones": list(d.phones),
+        "postal_address": None
+        if a.is_empty()
+        else [list(a.lines), a.locality, a.region, a.postal_code, a.country_code],
+        "organisation_id": d.organisation_id,
+        "tags": list(d.tags),
+        "time_zone": d.time_zone,
+        "preferred_channel": d.preferred_channel.value if d.preferred_channel else None,
+        "consents": [[ch.value, granted] for ch, granted in d.consents],
+        "quiet_hours": (
+            [d.quiet_hours.start_minute, d.quiet_hours.end_minute] if d.quiet_hours else None
+        ),
+        "discreet": d.discreet,
+        "referred_by_id": d.referred_by_id,
+        "created_by": c.created_by,
+        "last_interaction_at": _us(c.last_interaction_at),
+        "merged_into_id": c.merged_into_id,
+        "erased_at": _us(c.erased_at),
+    }
+    if c.updated_by != c.created_by:
+        rest["updated_by"] = c.updated_by
+    slim = {k: v for k, v in rest.items() if v != _DEFAULTS.get(k, _REQUIRED)}
+    return {
+        "id": c.id,
+        "version": c.version,
+        "status": c.status.value,
+        "owner_id": d.owner_id,
+        "team": d.team,
+        "kind": d.kind.value,
+        "relationship": d.relationship.value,
+        "created_us": micros(c.created_at),
+        "updated_us": micros(c.updated_at),
+        "last_purchase_us": _us(c.last_purchase_at),
+        **query_keys(c),
+        "doc": json.dumps(slim, separators=(",", ":")),
+    }
+
+
+def contact_from_row(row: Columns) -> Contact:
+    doc = {**_DEFAULTS, **json.loads(row["doc"])}
+    a = doc["postal_address"]
+    quiet = doc["quiet_hours"]
+    details = ContactDetails(
+        kind=ContactKind(row["kind"]),
+        display_name=doc["display_name"],
+        preferred_name=doc["preferred_name"],
+        emails=tuple(doc["emails"]),
+        phones=tuple(doc["phones"]),
+        postal_address=PostalAddress(tuple(a[0]), *a[1:]) if a else PostalAddress(),
+        organisation_id=doc["organisation_id"],
+        owner_id=row["owner_id"],
+        team=row["team"],
+        tags=tuple(doc["tags"]),
+        time_zone=doc["time_zone"],
+        preferred_channel=Channel(doc["preferred_channel"]) if doc["preferred_channel"] else None,
+        consents=tuple((Channel(ch), bool(g)) for ch, g in doc["consents"]),
+        quiet_hours=QuietHours(quiet[0], quiet[1]) if quiet else None,
+        discreet=doc["discreet"],
+        referred_by_id=doc["referred_by_id"],
+        relationship=Relationship(row["relationship"]),
+    )
+    return Contact(
+        id=row["id"],
+        details=details,
+        status=Lifecycle(row["status"]),
+        created_at=_EPOCH + row["created_us"] * _MICROSECOND,
+        updated_at=_EPOCH + row["updated_us"] * _MICROSECOND,
+        created_by=doc["created_by"],
+        updated_by=doc.get("updated_by", doc["created_by"]),
+        version=row["version"],
+        last_purchase_at=_at(row["last_purchase_us"]),
+        last_interaction_at=_at(doc["last_interaction_at"]),
+        merged_into_id=doc["merged_into_id"],
+        erased_at=_at(doc["erased_at"]),
     )

@@ -1,40 +1,59 @@
-"""The embedded default store: SQLite in WAL mode, contact documents plus indexed columns."""
+"""The embedded default store: SQLite in WAL mode, compact contact rows (`contact_row`)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+
+import structlog
 
 from contacts.adapters.documents import (
     Confirmations,
     confirmation_from_document,
     confirmation_to_document,
+    contact_from_row,
+    contact_row,
     equalities,
     erasure_from_document,
     erasure_to_document,
     from_document,
     instant,
-    query_keys,
-    to_document,
+    micros,
 )
 from contacts.domain.erasure import ErasureRecord
 from contacts.domain.events import ContactEvent
 from contacts.domain.model import Contact
 from contacts.ports import Change, ContactFilter, ContactSearch, EmailTakenError
+from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 from promesa.storage import VersionConflictError
 
+log = structlog.get_logger(__name__)
+
+# The file's layout version, in `PRAGMA user_version`: 0 is the first release's (ISO times in
+# the indexes, the whole JSON document beside the columns), rewritten at open.
+SCHEMA_VERSION = 1
+# Times are integer microseconds since the epoch; `doc` is the rest of the contact without its
+# defaults (`documents.contact_row`). What each index serves:
+#   contacts_by_created        list() by created time (no owner or team filter), page cursor
+#   contacts_by_owner / _team  list(owner_id=…) / list(team=…) in created order
+#   contacts_lapsing           lapsed(): live ACTIVE contacts by last purchase
+#   contacts_by_display / _preferred   search by name prefix (live contacts)
+#   contact_emails (its key)   the one-holder rule, holder_of_email, search by email
+#   contact_phones / contact_tags (keys)   search by phone, list by tag
+#   *_by_contact               a save's delete of the contact's emails, phones and tags
+#   erasures_newest            erasures(), newest first
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
-    doc TEXT NOT NULL,
     status TEXT NOT NULL,
     live INTEGER NOT NULL,
     owner_id TEXT NOT NULL,
@@ -43,15 +62,16 @@ CREATE TABLE IF NOT EXISTS contacts (
     relationship TEXT NOT NULL,
     display_key TEXT NOT NULL,
     preferred_key TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    last_purchase_at TEXT
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    last_purchase_us INTEGER,
+    doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS contacts_by_created ON contacts (created_at, id);
-CREATE INDEX IF NOT EXISTS contacts_lapsing ON contacts (status, last_purchase_at)
+CREATE INDEX IF NOT EXISTS contacts_by_created ON contacts (created_us, id);
+CREATE INDEX IF NOT EXISTS contacts_lapsing ON contacts (status, last_purchase_us)
     WHERE live = 1;
-CREATE INDEX IF NOT EXISTS contacts_by_owner ON contacts (owner_id, created_at, id);
-CREATE INDEX IF NOT EXISTS contacts_by_team ON contacts (team, created_at, id);
+CREATE INDEX IF NOT EXISTS contacts_by_owner ON contacts (owner_id, created_us, id);
+CREATE INDEX IF NOT EXISTS contacts_by_team ON contacts (team, created_us, id);
 CREATE INDEX IF NOT EXISTS contacts_by_display ON contacts (display_key) WHERE live = 1;
 CREATE INDEX IF NOT EXISTS contacts_by_preferred ON contacts (preferred_key) WHERE live = 1;
 CREATE TABLE IF NOT EXISTS contact_emails (
@@ -85,19 +105,47 @@ CREATE TABLE IF NOT EXISTS erasure_confirmations (
     PRIMARY KEY (contact_id, service)
 ) WITHOUT ROWID;
 """
-# Columns of the contacts table copied from the document as they are.
-COLUMNS = (
-    "id",
-    "version",
-    "status",
-    "owner_id",
-    "team",
-    "kind",
-    "relationship",
-    "created_at",
-    "updated_at",
-    "last_purchase_at",
+CONTACT_COLUMNS = (
+    "id, version, status, live, owner_id, team, kind, relationship, display_key, preferred_key,"
+    " created_us, updated_us, last_purchase_us, doc"
 )
+
+
+def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
+    """A file of layout 0 with contacts in it is rewritten; an empty one just gets the schema."""
+    if "created_at" not in db.columns(conn, "contacts"):
+        return False
+    _from_first_layout(conn)
+    return True
+
+
+def _from_first_layout(conn: sqlite3.Connection) -> None:
+    """Layout 0 to 1: every contact is read through the whole-document decoder (the document
+    MongoDB keeps) and written in the compact form. The email, phone, tag and erasure tables
+    stay as they are. Freed pages are reused by later rows (no VACUUM: it would need the
+    file's size again in free disk)."""
+    started = time.perf_counter()
+    db.set_aside(conn, "contacts", "_layout0")
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        conn.execute(statement)
+    contacts = 0
+    old = conn.execute("SELECT doc FROM contacts_layout0 ORDER BY rowid")
+    while batch := old.fetchmany(1000):
+        conn.executemany(
+            f"INSERT INTO contacts ({CONTACT_COLUMNS}) VALUES ({_MARKS})",
+            [contact_row(from_document(json.loads(r[0]))) for r in batch],
+        )
+        contacts += len(batch)
+    conn.execute("DROP TABLE contacts_layout0")
+    log.info(
+        "sqlite_layout_migrated",
+        layout=SCHEMA_VERSION,
+        contacts=contacts,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+_MARKS = ", ".join(f":{c}" for c in CONTACT_COLUMNS.split(", "))
 
 
 def _scope(teams: Sequence[str] | None, where: list[str], args: list[object]) -> None:
@@ -120,14 +168,20 @@ class SqliteContactStore(SqliteStore):
         *,
         synchronous: str = "FULL",
     ) -> None:
-        super().__init__(path, SCHEMA, clock, synchronous=synchronous)
+        # The schema is laid down by `_migrate`, which knows the older layouts it replaces.
+        super().__init__(path, "", clock, synchronous=synchronous)
         self._encode = encode
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        db.lay_out(conn, "contacts", SCHEMA, SCHEMA_VERSION, _upgrade)
 
     # --- reads -------------------------------------------------------------------------------
 
     async def get(self, contact_id: str) -> Contact | None:
-        row = self._conn.execute("SELECT doc FROM contacts WHERE id = ?", (contact_id,)).fetchone()
-        return from_document(json.loads(row[0])) if row else None
+        row = self._conn.execute(
+            f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,)
+        ).fetchone()
+        return contact_from_row(row) if row else None
 
     async def holder_of_email(self, email: str) -> str | None:
         row = self._conn.execute(
@@ -142,16 +196,16 @@ class SqliteContactStore(SqliteStore):
             where.append(f"c.{column} = ?")
             args.append(value)
         if f.updated_since is not None:
-            where.append("c.updated_at >= ?")
-            args.append(instant(f.updated_since))
+            where.append("c.updated_us >= ?")
+            args.append(micros(f.updated_since))
         if f.tag:
             where.append("c.id IN (SELECT contact_id FROM contact_tags WHERE tag = ?)")
             args.append(f.tag)
         _scope(f.teams, where, args)
         if after is not None and after.at is not None:
-            where.append("(c.created_at, c.id) > (?, ?)")
-            args.extend([instant(after.at), after.id])
-        return self._select(where, args, "c.created_at, c.id", limit)
+            where.append("(c.created_us, c.id) > (?, ?)")
+            args.extend([micros(after.at), after.id])
+        return self._select(where, args, "c.created_us, c.id", limit)
 
     async def search(self, q: ContactSearch, after: Cursor | None, limit: int) -> Sequence[Contact]:
         where = ["c.live = 1"]
@@ -176,15 +230,18 @@ class SqliteContactStore(SqliteStore):
         return self._select(where, args, "c.id", limit)
 
     async def lapsed(self, purchased_before: datetime, limit: int) -> Sequence[Contact]:
-        where = ["c.live = 1", "c.status = 'ACTIVE'", "c.last_purchase_at <= ?"]
-        return self._select(where, [instant(purchased_before)], "c.last_purchase_at", limit)
+        where = ["c.live = 1", "c.status = 'ACTIVE'", "c.last_purchase_us <= ?"]
+        return self._select(where, [micros(purchased_before)], "c.last_purchase_us", limit)
 
     def _select(
         self, where: Sequence[str], args: Sequence[object], order: str, limit: int
     ) -> Sequence[Contact]:
-        sql = f"SELECT c.doc FROM contacts c WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+        sql = (
+            f"SELECT {CONTACT_COLUMNS} FROM contacts c WHERE {' AND '.join(where)}"
+            f" ORDER BY {order} LIMIT ?"
+        )
         rows = self._conn.execute(sql, (*args, limit)).fetchall()
-        return [from_document(json.loads(r[0])) for r in rows]
+        return [contact_from_row(r) for r in rows]
 
     async def erasure(self, contact_id: str) -> ErasureRecord | None:
         found = self._erasures("WHERE contact_id = ?", (contact_id,), 1)
@@ -247,8 +304,7 @@ class SqliteContactStore(SqliteStore):
     @staticmethod
     def _row(c: Contact) -> dict[str, object]:
         """Built on the event loop, so the writer thread only runs SQL."""
-        doc = to_document(c)
-        return {**{name: doc[name] for name in COLUMNS}, **query_keys(c), "doc": json.dumps(doc)}
+        return contact_row(c)
 
     def _save(
         self, conn: sqlite3.Connection, row: dict[str, object], c: Contact, expected: int

@@ -44,7 +44,9 @@ class PostalAddress:
     country_code: str = ""
 
     def is_empty(self) -> bool:
-        return self == PostalAddress()
+        return not (
+            self.lines or self.locality or self.region or self.postal_code or self.country_code
+        )
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,17 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
     ) -> contacts_pb.CreateContactResponse:
         draft = contact_from_proto(request.contact)
         contact = await self._commands.create(draft, request.request_id, current_identity())
-        return contacts_pb.CreateContactResponse(contact=contact_to_proto(contact))
+        reply = contacts_pb.CreateContactResponse()
+        contact_to_proto(contact, into=reply.contact)
+        return reply
 
     async def GetContact(
         self, request: contacts_pb.GetContactRequest, context: Context
     ) -> contacts_pb.GetContactResponse:
         contact = await self._queries.get(request.id, current_identity())
-        return contacts_pb.GetContactResponse(contact=contact_to_proto(contact))
+        reply = contacts_pb.GetContactResponse()
+        contact_to_proto(contact, into=reply.contact)
+        return reply
 
     async def UpdateContact(
         self, request: contacts_pb.UpdateContactRequest, context: Context
@@ -49,7 +53,9 @@ class ContactsServicer(contacts_grpc.ContactsServiceServicer):
             list(request.update_mask.paths),
             current_identity(),
         )
-        return contacts_pb.UpdateContactResponse(contact=contact_to_proto(contact))
+        reply = contacts_pb.UpdateContactResponse()
+        contact_to_proto(contact, into=reply.contact)
+        return reply
 
     async def ListContacts(
         self, request: contacts_pb.ListContactsRequest, context: Context

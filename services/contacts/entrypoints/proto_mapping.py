@@ -20,7 +20,7 @@ from contacts.ports import ContactFilter
 from crm.contacts.v1 import contact_pb2
 from crm.contacts.v1 import contacts_service_pb2 as contacts_pb
 from promesa.errors import Violations
-from promesa.protos import EnumMap, from_timestamp, to_timestamp
+from promesa.protos import EnumMap, from_timestamp, set_timestamp, to_timestamp
 
 KIND = EnumMap(contact_pb2.ContactKind, "CONTACT_KIND", ContactKind)
 CHANNEL = EnumMap(contact_pb2.Channel, "CHANNEL", Channel)
@@ -28,47 +28,70 @@ RELATIONSHIP = EnumMap(contact_pb2.Relationship, "RELATIONSHIP", Relationship)
 STATUS = EnumMap(contact_pb2.LifecycleStatus, "LIFECYCLE_STATUS", Lifecycle)
 
 
-def contact_to_proto(c: Contact) -> contact_pb2.Contact:
+def contact_to_proto(c: Contact, into: contact_pb2.Contact | None = None) -> contact_pb2.Contact:
+    """The contact as callers see it, written into `into` (an empty message, such as a
+    response's `contact`, which spares building one and copying it) or a new message.
+    Fields are set one by one and empty ones left alone: proto3 does not send them anyway,
+    and a constructor call with every field costs twice as much."""
+    m = contact_pb2.Contact() if into is None else into
     d = c.details
+    m.id = c.id
+    m.kind = KIND.to_proto(d.kind)
+    m.display_name = d.display_name
+    if d.preferred_name:
+        m.preferred_name = d.preferred_name
+    if d.emails:
+        m.emails.extend(d.emails)
+    if d.phones:
+        m.phones.extend(d.phones)
     a = d.postal_address
-    return contact_pb2.Contact(
-        id=c.id,
-        kind=KIND.to_proto(d.kind),
-        display_name=d.display_name,
-        preferred_name=d.preferred_name,
-        emails=d.emails,
-        phones=d.phones,
-        postal_address=None
-        if a.is_empty()
-        else contact_pb2.PostalAddress(
-            lines=a.lines,
-            locality=a.locality,
-            region=a.region,
-            postal_code=a.postal_code,
-            country_code=a.country_code,
-        ),
-        organisation_id=d.organisation_id,
-        owner_id=d.owner_id,
-        team=d.team,
-        tags=d.tags,
-        time_zone=d.time_zone,
-        preferred_channel=CHANNEL.to_proto(d.preferred_channel),
-        consents=consents_to_proto(d),
-        quiet_hours=quiet_hours_to_proto(d),
-        discreet=d.discreet,
-        referred_by_id=d.referred_by_id,
-        relationship=RELATIONSHIP.to_proto(d.relationship),
-        status=STATUS.to_proto(c.status),
-        last_purchase_at=to_timestamp(c.last_purchase_at),
-        last_interaction_at=to_timestamp(c.last_interaction_at),
-        created_at=to_timestamp(c.created_at),
-        updated_at=to_timestamp(c.updated_at),
-        etag=c.etag,
-        created_by=c.created_by,
-        updated_by=c.updated_by,
-        merged_into_id=c.merged_into_id,
-        erased_at=to_timestamp(c.erased_at),
-    )
+    if not a.is_empty():
+        m.postal_address.CopyFrom(
+            contact_pb2.PostalAddress(
+                lines=a.lines,
+                locality=a.locality,
+                region=a.region,
+                postal_code=a.postal_code,
+                country_code=a.country_code,
+            )
+        )
+    if d.organisation_id:
+        m.organisation_id = d.organisation_id
+    if d.owner_id:
+        m.owner_id = d.owner_id
+    if d.team:
+        m.team = d.team
+    if d.tags:
+        m.tags.extend(d.tags)
+    if d.time_zone:
+        m.time_zone = d.time_zone
+    if d.preferred_channel is not None:
+        m.preferred_channel = CHANNEL.to_proto(d.preferred_channel)
+    if d.consents:
+        m.consents.extend(consents_to_proto(d))
+    if d.quiet_hours is not None:
+        m.quiet_hours.start_minute = d.quiet_hours.start_minute
+        m.quiet_hours.end_minute = d.quiet_hours.end_minute
+    if d.discreet:
+        m.discreet = True
+    if d.referred_by_id:
+        m.referred_by_id = d.referred_by_id
+    m.relationship = RELATIONSHIP.to_proto(d.relationship)
+    m.status = STATUS.to_proto(c.status)
+    set_timestamp(m.created_at, c.created_at)
+    set_timestamp(m.updated_at, c.updated_at)
+    if c.last_purchase_at is not None:
+        set_timestamp(m.last_purchase_at, c.last_purchase_at)
+    if c.last_interaction_at is not None:
+        set_timestamp(m.last_interaction_at, c.last_interaction_at)
+    m.etag = c.etag
+    m.created_by = c.created_by
+    m.updated_by = c.updated_by
+    if c.merged_into_id:
+        m.merged_into_id = c.merged_into_id
+    if c.erased_at is not None:
+        set_timestamp(m.erased_at, c.erased_at)
+    return m
 
 
 def consents_to_proto(d: ContactDetails) -> list[contact_pb2.ChannelConsent]:
@@ -96,7 +119,6 @@ def contact_from_proto(p: contact_pb2.Contact, prefix: str = "contact") -> Conta
             consents[channel] = consent.granted
         elif consent.channel == 0:
             v.add(path, "must name a channel")
-    a = p.postal_address
     kind = KIND.parse(p.kind, f"{prefix}.kind", v)
     details = ContactDetails(
         kind=kind or ContactKind.PERSON,
@@ -104,13 +126,9 @@ def contact_from_proto(p: contact_pb2.Contact, prefix: str = "contact") -> Conta
         preferred_name=p.preferred_name,
         emails=tuple(p.emails),
         phones=tuple(p.phones),
-        postal_address=PostalAddress(
-            lines=tuple(a.lines),
-            locality=a.locality,
-            region=a.region,
-            postal_code=a.postal_code,
-            country_code=a.country_code,
-        ),
+        postal_address=_address_from_proto(p.postal_address)
+        if p.HasField("postal_address")
+        else NO_ADDRESS,
         organisation_id=p.organisation_id,
         owner_id=p.owner_id,
         team=p.team,
@@ -128,6 +146,19 @@ def contact_from_proto(p: contact_pb2.Contact, prefix: str = "contact") -> Conta
     )
     v.raise_if_any()
     return ContactDraft(kind, details)
+
+
+NO_ADDRESS = PostalAddress()  # frozen: one instance serves every contact sent without one
+
+
+def _address_from_proto(a: contact_pb2.PostalAddress) -> PostalAddress:
+    return PostalAddress(
+        lines=tuple(a.lines),
+        locality=a.locality,
+        region=a.region,
+        postal_code=a.postal_code,
+        country_code=a.country_code,
+    )
 
 
 def filter_from_request(r: contacts_pb.ListContactsRequest) -> ContactFilter:

@@ -3,8 +3,10 @@ fates as plain JSON-ready documents, shared by the SQLite and MongoDB adapters."
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from followup.domain.contacts import ContactFate, ContactPreferences, QuietHours
 from followup.domain.model import (
@@ -28,6 +30,36 @@ from followup.domain.reminders import (
 )
 
 Document = dict[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def micros(at: datetime) -> int:
+    """An instant as integer microseconds since the epoch, as SQLite stores and compares it:
+    exact, 8 bytes instead of 32 of text, and defined for the whole calendar."""
+    return (at - _EPOCH) // MICROSECOND
+
+
+def from_micros(us: int) -> datetime:
+    return _EPOCH + us * MICROSECOND
+
+
+def packed_id(value: str) -> str | bytes:
+    """An id as SQLite stores it: a UUID in its canonical text (what the services make) as its
+    16 bytes, anything else as the text. Both ways are exact, and packed UUIDs sort as their
+    texts do; other ids sort before them all (SQLite orders text before blobs), which only a
+    mix of both kinds of id would notice."""
+    if len(value) == 36 and _UUID.fullmatch(value):
+        return bytes.fromhex(value.replace("-", ""))
+    return value
+
+
+def unpacked_id(value: str | bytes) -> str:
+    if isinstance(value, str):
+        return value
+    h = value.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def iso(value: datetime) -> str:
@@ -242,4 +274,244 @@ def fate_from(d: Document) -> ContactFate:
         erasure_confirmed_at=_dt(d["erasure_confirmed_at"]),
         active_at=_dt(d["active_at"]),
         inactive_at=_dt(d["inactive_at"]),
+    )
+
+
+# --- the compact form of the SQLite rows ---------------------------------------------------------
+# A row's columns hold what the queries need (ids packed, times in microseconds); its `doc` holds
+# the rest as JSON, without the values that equal their default (listed below: a reader puts
+# them back) and with times in microseconds: a promise's row is a fifth of its whole document,
+# and an index entry less than half of what text ids and ISO times made it.
+
+
+class Columns(Protocol):
+    """A row read with sqlite3.Row: its values by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+_REQUIRED = object()  # the default of a field that has none: always stored
+
+_PROMISE_DEFAULTS: Document = {
+    "channel": None,
+    "priority": Priority.NORMAL.value,
+    "source_interaction_id": "",
+    "follows_promise_id": "",
+    "cancel_reason": "",
+    "kept_at": None,
+    "kept_on_time": False,
+    "evidence": ["", ""],
+    "customer_confirmed": False,
+    "confirmed_at": None,
+    "satisfaction": 0,
+    "handoff_count": 0,
+    "renegotiation_count": 0,
+    "paused_total": 0,
+    "escalated_at": None,
+    "erased_at": None,
+    "overdue_noted_for": None,
+    "history": [],
+}
+_DELIVERY_DEFAULTS: Document = {
+    "attempts": [],
+    "rounds": 0,
+    "announced": False,
+    "notice": None,
+}
+_NOTICE_DEFAULTS: Document = {
+    "renegotiation": 0,
+    "channel": None,
+    "template": None,
+    "due_at": None,
+    "quiet_hours_end_at": None,
+    "dropped_reason": "",
+}
+
+
+def _slim(values: Document, defaults: Document) -> Document:
+    return {k: v for k, v in values.items() if v != defaults.get(k, _REQUIRED)}
+
+
+def _json(values: Document) -> str:
+    return json.dumps(values, separators=(",", ":"))
+
+
+def _us(value: datetime | None) -> int | None:
+    return micros(value) if value else None
+
+
+def _at(value: int | None) -> datetime | None:
+    return None if value is None else from_micros(value)
+
+
+def promise_row(p: Promise) -> Document:
+    """The promise's SQLite row: the columns its queries use, and the rest in `doc`."""
+    rest: Document = {
+        "text": p.text,
+        "created_by": p.created_by,
+        "channel": p.channel.value if p.channel else None,
+        "priority": p.priority.value,
+        "source_interaction_id": p.source_interaction_id,
+        "follows_promise_id": p.follows_promise_id,
+        "cancel_reason": p.cancel_reason,
+        "kept_at": _us(p.kept_at),
+        "kept_on_time": p.kept_on_time,
+        "evidence": [p.evidence.interaction_id, p.evidence.note],
+        "customer_confirmed": p.customer_confirmed,
+        "confirmed_at": _us(p.confirmed_at),
+        "satisfaction": p.satisfaction,
+        "handoff_count": p.handoff_count,
+        "renegotiation_count": p.renegotiation_count,
+        "paused_total": p.paused_total // MICROSECOND,
+        "escalated_at": _us(p.escalated_at),
+        "erased_at": _us(p.erased_at),
+        "overdue_noted_for": _us(p.overdue_noted_for),
+        "history": [
+            [h.actor, micros(h.occurred_at), h.action.value, h.reason, h.from_value, h.to_value]
+            for h in p.history
+        ],
+    }
+    # Unchanged since it was made (most open promises): neither is stored, each defaults to
+    # the making's (a None updated_at is stored, as null).
+    if p.updated_at != p.created_at:
+        rest["updated_at"] = _us(p.updated_at)
+    if p.updated_by != p.created_by:
+        rest["updated_by"] = p.updated_by
+    return {
+        "id": packed_id(p.id),
+        "version": p.version,
+        "contact_id": packed_id(p.contact_id),
+        "owner_id": packed_id(p.owner_id),
+        "team": p.team,
+        "status": p.status.value,
+        "kind": p.kind.value,
+        "due_us": micros(p.due_at),
+        "paused_us": _us(p.paused_at),
+        "created_us": micros(p.created_at),
+        "doc": _json(_slim(rest, _PROMISE_DEFAULTS)),
+    }
+
+
+def promise_from_row(row: Columns) -> Promise:
+    d = {**_PROMISE_DEFAULTS, **json.loads(row["doc"])}
+    return Promise(
+        id=unpacked_id(row["id"]),
+        contact_id=unpacked_id(row["contact_id"]),
+        text=d["text"],
+        kind=PromiseKind(row["kind"]),
+        owner_id=unpacked_id(row["owner_id"]),
+        team=row["team"],
+        created_by=d["created_by"],
+        due_at=from_micros(row["due_us"]),
+        created_at=from_micros(row["created_us"]),
+        channel=Channel(d["channel"]) if d["channel"] else None,
+        priority=Priority(d["priority"]),
+        source_interaction_id=d["source_interaction_id"],
+        follows_promise_id=d["follows_promise_id"],
+        status=Status(row["status"]),
+        cancel_reason=d["cancel_reason"],
+        kept_at=_at(d["kept_at"]),
+        kept_on_time=d["kept_on_time"],
+        evidence=Evidence(*d["evidence"]),
+        customer_confirmed=d["customer_confirmed"],
+        confirmed_at=_at(d["confirmed_at"]),
+        satisfaction=d["satisfaction"],
+        handoff_count=d["handoff_count"],
+        renegotiation_count=d["renegotiation_count"],
+        paused_total=d["paused_total"] * MICROSECOND,
+        paused_at=_at(row["paused_us"]),
+        escalated_at=_at(d["escalated_at"]),
+        erased_at=_at(d["erased_at"]),
+        overdue_noted_for=_at(d["overdue_noted_for"]),
+        history=tuple(
+            HistoryEntry(actor, from_micros(at), Action(action), reason, before, after)
+            for actor, at, action, reason, before, after in d["history"]
+        ),
+        version=row["version"],
+        updated_at=_at(d.get("updated_at", row["created_us"])),
+        updated_by=d.get("updated_by", d["created_by"]),
+    )
+
+
+def delivery_row(r: ReminderDelivery, *, claimed: bool = False) -> Document:
+    """The delivery's SQLite row but for its lease token. `next_attempt_us` is what the
+    scheduler's index orders; while the row is `claimed` it holds the lease's end, so the doc
+    keeps the delivery's own next attempt. The recipient is stored when not the owner."""
+    rest: Document = {
+        "attempts": [[a.notifier, micros(a.attempted_at), a.success, a.error] for a in r.attempts],
+        "rounds": r.rounds,
+        "announced": r.announced,
+        "notice": _notice_row(r.notice) if r.notice else None,
+    }
+    if r.recipient_id != r.owner_id:
+        rest["recipient_id"] = r.recipient_id
+    if claimed:
+        rest["next_attempt_at"] = _us(r.next_attempt_at)
+    doc = _slim(rest, _DELIVERY_DEFAULTS)
+    return {
+        "id": packed_id(r.id),
+        "promise_id": packed_id(r.promise_id),
+        "contact_id": packed_id(r.contact_id),
+        "owner_id": packed_id(r.owner_id),
+        "kind": r.kind.value,
+        "outcome": r.outcome.value,
+        "scheduled_us": micros(r.scheduled_at),
+        "next_attempt_us": _us(r.next_attempt_at),
+        "remaining": json.dumps(list(r.remaining), separators=(",", ":")),
+        "doc": _json(doc) if doc else None,
+    }
+
+
+def delivery_from_row(row: Columns) -> ReminderDelivery:
+    d = {**_DELIVERY_DEFAULTS, **json.loads(row["doc"] or "{}")}
+    owner_id = unpacked_id(row["owner_id"])
+    notice = d["notice"]
+    return ReminderDelivery(
+        id=unpacked_id(row["id"]),
+        promise_id=unpacked_id(row["promise_id"]),
+        contact_id=unpacked_id(row["contact_id"]),
+        kind=ReminderKind(row["kind"]),
+        recipient_id=d.get("recipient_id", owner_id),
+        owner_id=owner_id,
+        scheduled_at=from_micros(row["scheduled_us"]),
+        next_attempt_at=_at(
+            d["next_attempt_at"] if "next_attempt_at" in d else row["next_attempt_us"]
+        ),
+        remaining=tuple(json.loads(row["remaining"])),
+        attempts=tuple(
+            DeliveryAttempt(notifier, from_micros(at), ok, error)
+            for notifier, at, ok, error in d["attempts"]
+        ),
+        outcome=Outcome(row["outcome"]),
+        rounds=d["rounds"],
+        announced=d["announced"],
+        notice=_notice_from_row(notice) if notice else None,
+    )
+
+
+def _notice_row(n: NoticeRecord) -> Document:
+    return _slim(
+        {
+            "reason": n.reason.value,
+            "renegotiation": n.renegotiation,
+            "channel": n.channel.value if n.channel else None,
+            "template": n.template.value if n.template else None,
+            "due_at": _us(n.due_at),
+            "quiet_hours_end_at": _us(n.quiet_hours_end_at),
+            "dropped_reason": n.dropped_reason,
+        },
+        _NOTICE_DEFAULTS,
+    )
+
+
+def _notice_from_row(stored: Document) -> NoticeRecord:
+    d = {**_NOTICE_DEFAULTS, **stored}
+    return NoticeRecord(
+        reason=NoticeReason(d["reason"]),
+        renegotiation=d["renegotiation"],
+        channel=Channel(d["channel"]) if d["channel"] else None,
+        template=NoticeTemplate(d["template"]) if d["template"] else None,
+        due_at=_at(d["due_at"]),
+        quiet_hours_end_at=_at(d["quiet_hours_end_at"]),
+        dropped_reason=d["dropped_reason"],
     )

@@ -126,6 +126,11 @@ def due_query(now: datetime) -> db.Document:
     return {"next_attempt_at": {"$exists": True, "$lte": iso(now)}}
 
 
+def next_due_query() -> db.Document:
+    """Every reminder that may still fall due, in the words of the partial index's condition."""
+    return {"next_attempt_at": {"$exists": True}}
+
+
 class MongoPromiseStore(MongoStore[PromiseEvent]):
     APP_NAME = "promesa-followup"
     INDEXES = INDEXES
@@ -307,6 +312,14 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
             return_document=ReturnDocument.AFTER,
         )
         return Claim(documents.delivery_from(row["doc"]), token) if row else None
+
+    async def next_due(self) -> datetime | None:
+        """The first entry of `reminders_due`: the filter names the partial index's condition,
+        so the planner reads one index key (`next_due_query`)."""
+        row = await self._reminders.find_one(
+            next_due_query(), {"next_attempt_at": 1}, sort=[("next_attempt_at", ASCENDING)]
+        )
+        return datetime.fromisoformat(row["next_attempt_at"]) if row else None
 
     async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
         """One update per token matching it: a reminder another replica took over carries

@@ -1,7 +1,12 @@
-"""The embedded default store: SQLite in WAL mode, promise documents plus indexed columns.
+"""The embedded default store: SQLite in WAL mode, compact promise and reminder rows.
 
-Reminders live in their own table with a partial index on `next_attempt_at`, so the scheduler
-reads only what is due, however many promises are open. A claim moves `next_attempt_at` to the
+A row is the columns its queries use (ids packed, times in microseconds) and a `doc` of the
+rest without its defaults: an open promise with its three reminders takes about a quarter of
+the first layout's bytes, indexes included (`SCHEMA_VERSION`; an older file is rewritten
+when opened).
+
+Reminders live in their own table with a partial index on `next_attempt_us`, so the scheduler
+reads only what is due, however many promises are open. A claim moves `next_attempt_us` to the
 end of the lease and stamps a token: a replica that dies leaves rows that fall due again when
 the lease ends, and one that comes back late cannot complete what another took over. The
 holder renews the lease (`renew_claims`) while it is still delivering, so a slow receiver never
@@ -13,58 +18,84 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import structlog
+
 from followup.adapters import documents
-from followup.adapters.documents import iso
+from followup.adapters.documents import from_micros, micros, packed_id
 from followup.domain.contacts import ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
 from followup.domain.model import Promise, PromiseKind, Status
 from followup.domain.reminders import Outcome, ReminderDelivery
 from followup.ports import Change, Claim, ContactGoneError, LeaseLostError, PromiseFilter
+from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.ids import new_id
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
+from promesa.storage import VersionConflictError
 
+log = structlog.get_logger(__name__)
+
+# The file's layout version, in `PRAGMA user_version`: 0 is the first release's (text ids and
+# ISO times in every index, whole JSON documents beside the columns), rewritten at open.
+SCHEMA_VERSION = 1
+# Ids are packed (`documents.packed_id`: a UUID in 16 bytes), times are integer microseconds,
+# and a row's `doc` holds what no query reads (`documents.promise_row`, `delivery_row`). Each
+# index serves a query and no two the same one:
+#   promises (id key)     get, get_many, a save's version check
+#   promises_by_due       list() unfiltered or by due window, in (due_us, id) order
+#   promises_by_owner     list(owner_id=…)          promises_by_team     list(team=…)
+#   promises_by_contact   list(contact_id=…), of_contact, open_of_kind
+#   promises_by_status    list(status=…), overdue   promises_by_created  made_between (stats)
+#   reminders_due         claim_due, next_due (partial: only what may still fall due)
+#   reminders_by_promise  deliveries(promise_id), a replan's delete, and the claimed row by
+#                         (promise_id, id): reminders need no index of their own on id
+#   reminders_by_owner    deliveries(owner_id)      reminders_by_time    deliveries() unfiltered
+#   contact_fates_by_survivor  duplicates_of (partial: merged contacts only)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS promises (
-    id TEXT PRIMARY KEY,
+    id BLOB NOT NULL PRIMARY KEY,
     version INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    contact_id TEXT NOT NULL,
-    owner_id TEXT NOT NULL,
+    contact_id BLOB NOT NULL,
+    owner_id BLOB NOT NULL,
     team TEXT NOT NULL,
     status TEXT NOT NULL,
     kind TEXT NOT NULL,
-    due_at TEXT NOT NULL,
-    paused_at TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS promises_by_due ON promises (due_at, id);
-CREATE INDEX IF NOT EXISTS promises_by_owner ON promises (owner_id, due_at, id);
-CREATE INDEX IF NOT EXISTS promises_by_team ON promises (team, due_at, id);
-CREATE INDEX IF NOT EXISTS promises_by_contact ON promises (contact_id, due_at, id);
-CREATE INDEX IF NOT EXISTS promises_by_status ON promises (status, due_at, id);
-CREATE INDEX IF NOT EXISTS promises_by_created ON promises (created_at);
-CREATE TABLE IF NOT EXISTS reminders (
-    id TEXT PRIMARY KEY,
-    promise_id TEXT NOT NULL,
-    owner_id TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    scheduled_at TEXT NOT NULL,
-    next_attempt_at TEXT,
-    lease_token TEXT,
+    due_us INTEGER NOT NULL,
+    paused_us INTEGER,
+    created_us INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS reminders_due ON reminders (next_attempt_at)
-    WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS reminders_by_promise ON reminders (promise_id, scheduled_at, id);
-CREATE INDEX IF NOT EXISTS reminders_by_owner ON reminders (owner_id, scheduled_at, id);
-CREATE INDEX IF NOT EXISTS reminders_by_time ON reminders (scheduled_at, id);
+CREATE INDEX IF NOT EXISTS promises_by_due ON promises (due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_owner ON promises (owner_id, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_team ON promises (team, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_contact ON promises (contact_id, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_status ON promises (status, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_created ON promises (created_us);
+CREATE TABLE IF NOT EXISTS reminders (
+    id BLOB NOT NULL,
+    promise_id BLOB NOT NULL,
+    contact_id BLOB NOT NULL,
+    owner_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    scheduled_us INTEGER NOT NULL,
+    next_attempt_us INTEGER,
+    lease_token TEXT,
+    remaining TEXT NOT NULL,
+    doc TEXT
+);
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders (next_attempt_us)
+    WHERE next_attempt_us IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reminders_by_promise ON reminders (promise_id, scheduled_us, id);
+CREATE INDEX IF NOT EXISTS reminders_by_owner ON reminders (owner_id, scheduled_us, id);
+CREATE INDEX IF NOT EXISTS reminders_by_time ON reminders (scheduled_us, id);
 CREATE TABLE IF NOT EXISTS contact_profiles (
     contact_id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
@@ -77,6 +108,71 @@ CREATE TABLE IF NOT EXISTS contact_fates (
 CREATE INDEX IF NOT EXISTS contact_fates_by_survivor ON contact_fates (merged_into_id)
     WHERE merged_into_id != '';
 """
+PROMISE_COLUMNS = (
+    "id, version, contact_id, owner_id, team, status, kind, due_us, paused_us, created_us, doc"
+)
+REMINDER_COLUMNS = (
+    "id, promise_id, contact_id, owner_id, kind, outcome, scheduled_us, next_attempt_us,"
+    " remaining, doc"
+)
+
+
+def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
+    """A file of layout 0 with promises in it is rewritten; an empty one just gets the schema."""
+    if "due_at" not in db.columns(conn, "promises"):
+        return False
+    _from_first_layout(conn)
+    return True
+
+
+def _from_first_layout(conn: sqlite3.Connection) -> None:
+    """Layout 0 to 1: every promise and reminder is read through the whole-document decoders
+    (the documents MongoDB keeps) and written in the compact form; a claimed reminder keeps its
+    lease (token and end). Freed pages are reused by later rows (no VACUUM: it would need
+    the file's size again in free disk, and its time)."""
+    started = time.perf_counter()
+    for table in ("promises", "reminders"):
+        db.set_aside(conn, table, "_layout0")
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        conn.execute(statement)
+    promises = 0
+    old = conn.execute("SELECT doc FROM promises_layout0 ORDER BY rowid")
+    while batch := old.fetchmany(1000):
+        rows = [documents.promise_row(documents.promise_from(json.loads(r[0]))) for r in batch]
+        conn.executemany(
+            f"INSERT INTO promises ({PROMISE_COLUMNS}) VALUES (:id, :version, :contact_id,"
+            " :owner_id, :team, :status, :kind, :due_us, :paused_us, :created_us, :doc)",
+            rows,
+        )
+        promises += len(rows)
+    reminders = 0
+    old = conn.execute(
+        "SELECT doc, next_attempt_at, lease_token FROM reminders_layout0 ORDER BY rowid"
+    )
+    while batch := old.fetchmany(1000):
+        rows = []
+        for doc, next_attempt_at, token in batch:
+            r = documents.delivery_from(json.loads(doc))
+            row = documents.delivery_row(r, claimed=token is not None)
+            if token is not None:  # the lease's end, which the column held
+                row["next_attempt_us"] = micros(datetime.fromisoformat(next_attempt_at))
+            rows.append({**row, "lease_token": token})
+        conn.executemany(
+            f"INSERT INTO reminders ({REMINDER_COLUMNS}, lease_token) VALUES (:id, :promise_id,"
+            " :contact_id, :owner_id, :kind, :outcome, :scheduled_us, :next_attempt_us,"
+            " :remaining, :doc, :lease_token)",
+            rows,
+        )
+        reminders += len(rows)
+    conn.execute("DROP TABLE promises_layout0")
+    conn.execute("DROP TABLE reminders_layout0")
+    log.info(
+        "sqlite_layout_migrated",
+        layout=SCHEMA_VERSION,
+        promises=promises,
+        reminders=reminders,
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 class SqlitePromiseStore(SqliteStore):
@@ -88,66 +184,84 @@ class SqlitePromiseStore(SqliteStore):
         *,
         synchronous: str = "FULL",
     ) -> None:
-        super().__init__(path, SCHEMA, clock, synchronous=synchronous)
+        # The schema is laid down by `_migrate`, which knows the older layouts it replaces.
+        super().__init__(path, "", clock, synchronous=synchronous)
         self._encode = encode
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        db.lay_out(conn, "follow-up", SCHEMA, SCHEMA_VERSION, _upgrade)
 
     # --- reads -------------------------------------------------------------------------------
 
-    def _promises(self, sql: str, args: Sequence[object]) -> builtins.list[Promise]:
-        return [documents.promise_from(json.loads(r[0])) for r in self._conn.execute(sql, args)]
+    def _promises(self, where: str, args: Sequence[object]) -> builtins.list[Promise]:
+        rows = self._conn.execute(f"SELECT {PROMISE_COLUMNS} FROM promises {where}", args)
+        return [documents.promise_from_row(r) for r in rows]
 
     async def get(self, promise_id: str) -> Promise | None:
-        found = self._promises("SELECT doc FROM promises WHERE id = ?", (promise_id,))
+        found = self._promises("WHERE id = ?", (packed_id(promise_id),))
         return found[0] if found else None
 
     async def get_many(self, promise_ids: Sequence[str]) -> builtins.list[Promise]:
         marks = ",".join("?" * len(promise_ids))
-        return self._promises(f"SELECT doc FROM promises WHERE id IN ({marks})", promise_ids)
+        return self._promises(f"WHERE id IN ({marks})", [packed_id(i) for i in promise_ids])
 
     async def list(self, f: PromiseFilter, after: Cursor | None, limit: int) -> Sequence[Promise]:
         where: builtins.list[str] = []
         args: builtins.list[object] = []
-        for column in ("owner_id", "team", "contact_id"):
+        for column in ("owner_id", "contact_id"):
             if getattr(f, column):
                 where.append(f"{column} = ?")
-                args.append(getattr(f, column))
+                args.append(packed_id(getattr(f, column)))
+        if f.team:
+            where.append("team = ?")
+            args.append(f.team)
         if f.status is not None:
             where.append("status = ?")
             args.append(f.status.value)
         if f.due_after is not None:
-            where.append("due_at >= ?")
-            args.append(iso(f.due_after))
+            where.append("due_us >= ?")
+            args.append(micros(f.due_after))
         if f.due_before is not None:
-            where.append("due_at < ?")
-            args.append(iso(f.due_before))
+            where.append("due_us < ?")
+            args.append(micros(f.due_before))
         if f.overdue_at is not None:
             # Waiting promises have their clock stopped: overdue only if paused after due.
             where.append(
-                "((status = 'OPEN' AND due_at < ?)"
-                " OR (status = 'WAITING_ON_CUSTOMER' AND paused_at > due_at))"
+                "((status = 'OPEN' AND due_us < ?)"
+                " OR (status = 'WAITING_ON_CUSTOMER' AND paused_us > due_us))"
             )
-            args.append(iso(f.overdue_at))
+            args.append(micros(f.overdue_at))
         if after is not None and after.at is not None:
-            where.append("(due_at, id) > (?, ?)")
-            args.extend([iso(after.at), after.id])
+            where.append("(due_us, id) > (?, ?)")
+            args.extend([micros(after.at), packed_id(after.id)])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT doc FROM promises {clause} ORDER BY due_at, id LIMIT ?"
-        return self._promises(sql, (*args, limit))
+        return self._promises(f"{clause} ORDER BY due_us, id LIMIT ?", (*args, limit))
 
     async def of_contact(self, contact_id: str) -> Sequence[Promise]:
-        return self._promises("SELECT doc FROM promises WHERE contact_id = ?", (contact_id,))
+        return self._promises("WHERE contact_id = ?", (packed_id(contact_id),))
 
     async def open_of_kind(self, contact_id: str, kind: PromiseKind) -> Sequence[Promise]:
         return self._promises(
-            "SELECT doc FROM promises WHERE contact_id = ? AND kind = ? AND status IN (?, ?)",
-            (contact_id, kind.value, Status.OPEN.value, Status.WAITING_ON_CUSTOMER.value),
+            "WHERE contact_id = ? AND kind = ? AND status IN (?, ?)",
+            (
+                packed_id(contact_id),
+                kind.value,
+                Status.OPEN.value,
+                Status.WAITING_ON_CUSTOMER.value,
+            ),
         )
 
     async def made_between(self, start: datetime | None, end: datetime | None) -> Sequence[Promise]:
-        return self._promises(
-            "SELECT doc FROM promises WHERE created_at >= ? AND created_at < ?",
-            (iso(start) if start else "", iso(end) if end else "~"),  # "~" sorts after digits
-        )
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
+        if start is not None:
+            where.append("created_us >= ?")
+            args.append(micros(start))
+        if end is not None:
+            where.append("created_us < ?")
+            args.append(micros(end))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return self._promises(clause, args)
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:
         return self._profile(self._conn, contact_id)
@@ -164,7 +278,9 @@ class SqlitePromiseStore(SqliteStore):
 
     async def duplicates_of(self, contact_id: str) -> Sequence[str]:
         rows = self._conn.execute(
-            "SELECT contact_id FROM contact_fates WHERE merged_into_id = ? ORDER BY contact_id",
+            # The second term names the partial index's condition, so the planner may use it.
+            "SELECT contact_id FROM contact_fates WHERE merged_into_id = ?"
+            " AND merged_into_id != '' ORDER BY contact_id",
             (contact_id,),
         )
         return [r[0] for r in rows]
@@ -184,55 +300,68 @@ class SqlitePromiseStore(SqliteStore):
         for column, value in (("promise_id", promise_id), ("owner_id", owner_id)):
             if value:
                 where.append(f"{column} = ?")
-                args.append(value)
+                args.append(packed_id(value))
         if before is not None and before.at is not None:
-            where.append("(scheduled_at, id) < (?, ?)")
-            args.extend([iso(before.at), before.id])
+            where.append("(scheduled_us, id) < (?, ?)")
+            args.extend([micros(before.at), packed_id(before.id)])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._conn.execute(
-            f"SELECT doc FROM reminders {clause} ORDER BY scheduled_at DESC, id DESC LIMIT ?",
+            f"SELECT {REMINDER_COLUMNS} FROM reminders {clause}"
+            " ORDER BY scheduled_us DESC, id DESC LIMIT ?",
             (*args, limit),
         )
-        return [documents.delivery_from(json.loads(r[0])) for r in rows]
+        return [documents.delivery_from_row(r) for r in rows]
 
     # --- the scheduler's claim ------------------------------------------------------------------
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[Claim]:
         token = new_id()
+        until = micros(lease_until)
 
         def claim(conn: sqlite3.Connection) -> builtins.list[Claim]:
             rows = conn.execute(
-                "SELECT id, doc FROM reminders WHERE next_attempt_at <= ?"
-                " ORDER BY next_attempt_at LIMIT ?",
-                (iso(now), limit),
+                f"SELECT rowid, {REMINDER_COLUMNS} FROM reminders WHERE next_attempt_us <= ?"
+                " ORDER BY next_attempt_us LIMIT ?",
+                (micros(now), limit),
             ).fetchall()
+            claimed = [documents.delivery_from_row(r) for r in rows]
+            # The row's next attempt becomes the lease's end; the doc keeps the delivery's own.
             conn.executemany(
-                "UPDATE reminders SET next_attempt_at = ?, lease_token = ? WHERE id = ?",
-                [(iso(lease_until), token, r[0]) for r in rows],
+                "UPDATE reminders SET next_attempt_us = ?, lease_token = ?, doc = ?"
+                " WHERE rowid = ?",
+                [
+                    (until, token, documents.delivery_row(d, claimed=True)["doc"], r[0])
+                    for r, d in zip(rows, claimed, strict=True)
+                ],
             )
-            return [Claim(documents.delivery_from(json.loads(r[1])), token) for r in rows]
+            return [Claim(d, token) for d in claimed]
 
         return await self._write(claim)
 
+    async def next_due(self) -> datetime | None:
+        # A read: on the loop's reader connection, the first entry of `reminders_due`.
+        row = self._conn.execute(
+            "SELECT next_attempt_us FROM reminders WHERE next_attempt_us IS NOT NULL"
+            " ORDER BY next_attempt_us LIMIT 1"
+        ).fetchone()
+        return from_micros(row[0]) if row else None
+
     async def renew_claims(self, claims: Sequence[Claim], until: datetime) -> set[str]:
-        by_token: dict[str, builtins.list[str]] = {}
-        for c in claims:
-            by_token.setdefault(c.token, []).append(c.delivery.id)
+        held_by = [
+            (c.token, packed_id(c.delivery.promise_id), packed_id(c.delivery.id), c.delivery.id)
+            for c in claims
+        ]
 
         def renew(conn: sqlite3.Connection) -> set[str]:
             held: set[str] = set()
-            for token, reminder_ids in by_token.items():
-                marks = ",".join("?" * len(reminder_ids))
-                conn.execute(
-                    "UPDATE reminders SET next_attempt_at = ?"
-                    f" WHERE lease_token = ? AND id IN ({marks})",
-                    (iso(until), token, *reminder_ids),
+            for token, promise_id, reminder_id, text_id in held_by:
+                cur = conn.execute(
+                    "UPDATE reminders SET next_attempt_us = ?"
+                    " WHERE promise_id = ? AND id = ? AND lease_token = ?",
+                    (micros(until), promise_id, reminder_id, token),
                 )
-                rows = conn.execute(
-                    f"SELECT id FROM reminders WHERE lease_token = ? AND id IN ({marks})",
-                    (token, *reminder_ids),
-                )
-                held.update(r[0] for r in rows)
+                if cur.rowcount:
+                    held.add(text_id)
             return held
 
         return await self._write(renew)
@@ -244,7 +373,7 @@ class SqlitePromiseStore(SqliteStore):
 
         def apply(conn: sqlite3.Connection) -> None:
             if change.live_contact:
-                # Inside the write transaction (BEGIN IMMEDIATE): no fate changes meanwhile.
+                # Inside the write transaction: no fate changes meanwhile.
                 known = self._fate(conn, change.live_contact)
                 if known is not None and not known.is_live:
                     raise ContactGoneError(change.live_contact)
@@ -269,7 +398,7 @@ class SqlitePromiseStore(SqliteStore):
             for promise_id, planned in change.replans.items():
                 conn.execute(
                     "DELETE FROM reminders WHERE promise_id = ? AND outcome = ?",
-                    (promise_id, Outcome.PENDING.value),
+                    (packed_id(promise_id), Outcome.PENDING.value),
                 )
                 self._insert(conn, planned)
             self._insert(conn, change.added)
@@ -289,60 +418,37 @@ class SqlitePromiseStore(SqliteStore):
         await self._write(apply, events, handled=change.handled, idempotency=change.idempotency)
 
     def _complete(self, conn: sqlite3.Connection, claim: Claim) -> None:
-        r = claim.delivery
+        """The claim ends: the row's next attempt is the delivery's again (none when done)."""
+        row = documents.delivery_row(claim.delivery)
         cur = conn.execute(
-            "UPDATE reminders SET doc = ?, outcome = ?, next_attempt_at = ?, lease_token = NULL"
-            " WHERE id = ? AND lease_token = ?",
-            (
-                json.dumps(documents.delivery_doc(r)),
-                r.outcome.value,
-                iso(r.next_attempt_at) if r.next_attempt_at else None,
-                r.id,
-                claim.token,
-            ),
+            "UPDATE reminders SET doc = :doc, outcome = :outcome, remaining = :remaining,"
+            " next_attempt_us = :next_attempt_us, lease_token = NULL"
+            " WHERE promise_id = :promise_id AND id = :id AND lease_token = :token",
+            {**row, "token": claim.token},
         )
         if cur.rowcount != 1:
-            raise LeaseLostError(r.id)
+            raise LeaseLostError(claim.delivery.id)
 
     def _progress(self, conn: sqlite3.Connection, claim: Claim) -> None:
-        r = claim.delivery
+        """Still claimed: the lease's end stays the row's next attempt."""
+        row = documents.delivery_row(claim.delivery, claimed=True)
         cur = conn.execute(
-            "UPDATE reminders SET doc = ?, outcome = ? WHERE id = ? AND lease_token = ?",
-            (json.dumps(documents.delivery_doc(r)), r.outcome.value, r.id, claim.token),
+            "UPDATE reminders SET doc = :doc, outcome = :outcome, remaining = :remaining"
+            " WHERE promise_id = :promise_id AND id = :id AND lease_token = :token",
+            {**row, "token": claim.token},
         )
         if cur.rowcount != 1:
-            raise LeaseLostError(r.id)
+            raise LeaseLostError(claim.delivery.id)
 
     def _insert(self, conn: sqlite3.Connection, planned: Sequence[ReminderDelivery]) -> None:
         conn.executemany(
-            "INSERT INTO reminders (id, promise_id, owner_id, outcome, scheduled_at,"
-            " next_attempt_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.id,
-                    r.promise_id,
-                    r.owner_id,
-                    r.outcome.value,
-                    iso(r.scheduled_at),
-                    iso(r.next_attempt_at) if r.next_attempt_at else None,
-                    json.dumps(documents.delivery_doc(r)),
-                )
-                for r in planned
-            ],
+            f"INSERT INTO reminders ({REMINDER_COLUMNS}) VALUES (:id, :promise_id, :contact_id,"
+            " :owner_id, :kind, :outcome, :scheduled_us, :next_attempt_us, :remaining, :doc)",
+            [documents.delivery_row(r) for r in planned],
         )
 
     def _save(self, conn: sqlite3.Connection, p: Promise, expected: int) -> None:
-        row = {
-            "id": p.id,
-            "version": p.version,
-            "doc": json.dumps(documents.promise_doc(p)),
-            "contact_id": p.contact_id,
-            "owner_id": p.owner_id,
-            "team": p.team,
-            "status": p.status.value,
-            "kind": p.kind.value,
-            "due_at": iso(p.due_at),
-            "paused_at": iso(p.paused_at) if p.paused_at else None,
-            "created_at": iso(p.created_at),
-        }
-        self._save_versioned(conn, "promises", row, expected)
+        try:
+            self._save_versioned(conn, "promises", documents.promise_row(p), expected)
+        except VersionConflictError:
+            raise VersionConflictError(p.id) from None  # the id as callers know it, not packed

@@ -4,7 +4,7 @@ have it confirmed. Each checks what was sent, decides through the domain, commit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -26,7 +26,7 @@ from promesa.errors import (
     StaleEtagError,
     Violations,
 )
-from promesa.ids import fingerprint, new_id
+from promesa.ids import new_id
 from promesa.instants import DEFAULT_HORIZON
 from promesa.usecases import CreateRequest, Writes, check_request_id, create_once, retry_on_conflict
 
@@ -58,7 +58,7 @@ class PromiseCommands:
     async def create(self, draft: PromiseDraft, request_id: str, who: Identity) -> Promise:
         """A new promise, exactly once per request id: a retry gets the first one, even once
         its due time has passed."""
-        request = CreateRequest(request_id, "create", fingerprint(asdict(draft)))
+        request = CreateRequest.of(request_id, "create", draft)
 
         async def make() -> Promise:
             now = self._clock.now()

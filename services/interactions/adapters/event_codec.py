@@ -51,7 +51,7 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
         case InteractionRecorded(interaction=i, actor=actor, occurred_at=at):
             d = i.details
             event_id = derived_id(i.id, "recorded")
-            message = events_pb.InteractionRecorded(
+            recorded = events_pb.InteractionRecorded(
                 interaction_id=i.id,
                 contact_id=i.contact_id,
                 type=mapping.INTERACTION_TYPE.to_proto(d.type),
@@ -60,10 +60,12 @@ def encode(event: InteractionEvent) -> OutgoingEvent:
                 occurred_at=to_timestamp(d.occurred_at),
                 agent_id=d.agent_id,
                 team=d.team,
-                promises=[mapping.promise_to_proto(p) for p in i.promises],
                 purchase=mapping.purchase_to_proto(d.purchase),
                 actor=actor,
             )
+            for p in i.promises:
+                mapping.promise_to_proto(p, into=recorded.promises.add())
+            message = recorded
         case InteractionRated(interaction=i, actor=actor, occurred_at=at):
             event_id = derived_id(i.id, "rated")
             message = events_pb.InteractionRated(

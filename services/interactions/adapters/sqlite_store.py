@@ -1,26 +1,47 @@
-"""The embedded default store: SQLite in WAL mode, interaction documents plus indexed columns.
+"""The embedded default store: SQLite in WAL mode, compact interaction rows plus the contacts
+read model.
 
 Times that are sorted or compared are kept as integer microseconds since the epoch
-(`documents.micros`).
+(`documents.micros`); a row's `doc` is the rest of the interaction without its defaults
+(`documents.interaction_row`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from interactions.adapters.documents import from_document, micros, timeline_key, to_document
+import structlog
+
+from interactions.adapters.documents import (
+    from_document,
+    interaction_from_row,
+    interaction_row,
+    micros,
+    timeline_key,
+)
 from interactions.domain.events import InteractionEvent
 from interactions.domain.model import Interaction, KnownContact
 from interactions.ports import Change, ContactGoneError, Scope, TimelineFilter
+from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 
+log = structlog.get_logger(__name__)
+
+# The file's layout version, in `PRAGMA user_version`: 0 is the first release's (the whole JSON
+# document beside the columns), rewritten at open.
+SCHEMA_VERSION = 1
+# What each index serves:
+#   interactions_timeline   timeline() of a contact, newest first, every filter and page cursor
+#   interactions_unerased   of_contact(unerased_only=True): what an erasure still has to scrub
+#   known_contacts_merged   merged_into(): the contacts merged into one
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS interactions (
     id TEXT PRIMARY KEY,
@@ -47,6 +68,7 @@ CREATE TABLE IF NOT EXISTS known_contacts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS known_contacts_merged ON known_contacts (merged_into_id);
 """
+INTERACTION_COLUMNS = "id, contact_id, occurred_us, type, channel, agent_id, erased, version, doc"
 
 # Columns the read model gained after its first release, added to a database made before
 # (the schema's index is on merged_into_id, which every version of the table has).
@@ -59,6 +81,48 @@ ADDED_COLUMNS = {
 KNOWN_COLUMNS = "id, merged_into_id, erased_at, owner_id, team, profile_at, erasure_confirmed_at"
 
 
+def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
+    """Layout 0: its interactions are rewritten (an empty file just gets the schema), and its
+    read model of contacts gets the columns that came later."""
+    rewrite = bool(db.columns(conn, "interactions"))
+    if rewrite:
+        _from_first_layout(conn)
+    present = db.columns(conn, "known_contacts")
+    for column, declaration in ADDED_COLUMNS.items():
+        if present and column not in present:
+            conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
+    return rewrite
+
+
+def _from_first_layout(conn: sqlite3.Connection) -> None:
+    """Layout 0 to 1: every interaction is read through the whole-document decoder (the
+    document MongoDB keeps) and written in the compact form into a new table, so the rows are
+    packed again. Freed pages are reused by later rows (no VACUUM: it would need the file's
+    size again in free disk)."""
+    started = time.perf_counter()
+    db.set_aside(conn, "interactions", "_layout0")
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        conn.execute(statement)
+    count = 0
+    old = conn.execute("SELECT doc FROM interactions_layout0 ORDER BY rowid")
+    while batch := old.fetchmany(1000):
+        conn.executemany(
+            f"INSERT INTO interactions ({INTERACTION_COLUMNS}) VALUES ({_MARKS})",
+            [interaction_row(from_document(json.loads(r[0]))) for r in batch],
+        )
+        count += len(batch)
+    conn.execute("DROP TABLE interactions_layout0")
+    log.info(
+        "sqlite_layout_migrated",
+        layout=SCHEMA_VERSION,
+        interactions=count,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+_MARKS = ", ".join(f":{c}" for c in INTERACTION_COLUMNS.split(", "))
+
+
 class SqliteInteractionStore(SqliteStore):
     def __init__(
         self,
@@ -68,22 +132,20 @@ class SqliteInteractionStore(SqliteStore):
         *,
         synchronous: str = "FULL",
     ) -> None:
-        super().__init__(path, SCHEMA, clock, synchronous=synchronous)
+        # The schema is laid down by `_migrate`, which knows the older layouts it replaces.
+        super().__init__(path, "", clock, synchronous=synchronous)
         self._encode = encode
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        present = {r[1] for r in conn.execute("PRAGMA table_info(known_contacts)")}
-        for column, declaration in ADDED_COLUMNS.items():
-            if column not in present:
-                conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
+        db.lay_out(conn, "interactions", SCHEMA, SCHEMA_VERSION, _upgrade)
 
     # --- reads -------------------------------------------------------------------------------
 
     async def get(self, interaction_id: str) -> Interaction | None:
         row = self._conn.execute(
-            "SELECT doc FROM interactions WHERE id = ?", (interaction_id,)
+            f"SELECT {INTERACTION_COLUMNS} FROM interactions WHERE id = ?", (interaction_id,)
         ).fetchone()
-        return from_document(json.loads(row[0])) if row else None
+        return interaction_from_row(row) if row else None
 
     async def timeline(
         self, f: TimelineFilter, after: Cursor | None, limit: int, scope: Scope | None = None
@@ -109,7 +171,7 @@ class SqliteInteractionStore(SqliteStore):
             where.append("(occurred_us, id) < (?, ?)")
             args.extend(timeline_key(after))
         sql = (
-            f"SELECT doc FROM interactions WHERE {' AND '.join(where)}"
+            f"SELECT {INTERACTION_COLUMNS} FROM interactions WHERE {' AND '.join(where)}"
             " ORDER BY occurred_us DESC, id DESC LIMIT ?"
         )
         return self._documents(sql, (*args, limit))
@@ -118,7 +180,9 @@ class SqliteInteractionStore(SqliteStore):
         self, contact_id: str, limit: int, *, unerased_only: bool = False
     ) -> Sequence[Interaction]:
         unerased = " AND erased = 0" if unerased_only else ""
-        sql = f"SELECT doc FROM interactions WHERE contact_id = ?{unerased} LIMIT ?"
+        sql = (
+            f"SELECT {INTERACTION_COLUMNS} FROM interactions WHERE contact_id = ?{unerased} LIMIT ?"
+        )
         return self._documents(sql, (contact_id, limit))
 
     async def contact(self, contact_id: str) -> KnownContact | None:
@@ -144,7 +208,7 @@ class SqliteInteractionStore(SqliteStore):
         return [r[0] for r in rows]
 
     def _documents(self, sql: str, args: Sequence[object]) -> list[Interaction]:
-        return [from_document(json.loads(r[0])) for r in self._conn.execute(sql, args)]
+        return [interaction_from_row(r) for r in self._conn.execute(sql, args)]
 
     # --- the one write path ------------------------------------------------------------------
 
@@ -185,19 +249,7 @@ class SqliteInteractionStore(SqliteStore):
         return row is not None
 
     def _save(self, conn: sqlite3.Connection, i: Interaction, expected: int) -> None:
-        d = i.details
-        row = {
-            "id": i.id,
-            "contact_id": i.contact_id,
-            "occurred_us": micros(d.occurred_at),
-            "type": d.type.value,
-            "channel": d.channel.value,
-            "agent_id": d.agent_id,
-            "erased": int(i.erased_at is not None),
-            "version": i.version,
-            "doc": json.dumps(to_document(i)),
-        }
-        self._save_versioned(conn, "interactions", row, expected)
+        self._save_versioned(conn, "interactions", interaction_row(i), expected)
 
 
 def _when(at: datetime | None) -> str | None:

@@ -33,15 +33,17 @@ class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
             request.request_id,
             current_identity(),
         )
-        return interactions_pb.RecordInteractionResponse(
-            interaction=interaction_to_proto(interaction)
-        )
+        reply = interactions_pb.RecordInteractionResponse()
+        interaction_to_proto(interaction, into=reply.interaction)
+        return reply
 
     async def GetInteraction(
         self, request: interactions_pb.GetInteractionRequest, context: Context
     ) -> interactions_pb.GetInteractionResponse:
         interaction = await self._queries.get(request.id, current_identity())
-        return interactions_pb.GetInteractionResponse(interaction=interaction_to_proto(interaction))
+        reply = interactions_pb.GetInteractionResponse()
+        interaction_to_proto(interaction, into=reply.interaction)
+        return reply
 
     async def ListInteractions(
         self, request: interactions_pb.ListInteractionsRequest, context: Context
@@ -49,10 +51,10 @@ class InteractionsServicer(interactions_grpc.InteractionsServiceServicer):
         page = await self._queries.list(
             filter_from_request(request), request.page_size, request.page_token, current_identity()
         )
-        return interactions_pb.ListInteractionsResponse(
-            interactions=[interaction_to_proto(i) for i in page.items],
-            next_page_token=page.next_page_token,
-        )
+        reply = interactions_pb.ListInteractionsResponse(next_page_token=page.next_page_token)
+        for interaction in page.items:
+            interaction_to_proto(interaction, into=reply.interactions.add())
+        return reply
 
     async def RateInteraction(
         self, request: interactions_pb.RateInteractionRequest, context: Context

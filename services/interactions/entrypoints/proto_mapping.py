@@ -18,7 +18,7 @@ from interactions.domain.model import (
 )
 from interactions.ports import TimelineFilter
 from promesa.errors import Violations
-from promesa.protos import EnumMap, from_duration, from_timestamp, to_timestamp
+from promesa.protos import EnumMap, from_duration, from_timestamp, set_timestamp
 
 CHANNEL = EnumMap(interaction_pb2.Channel, "CHANNEL", Channel)
 DIRECTION = EnumMap(interaction_pb2.Direction, "DIRECTION", Direction)
@@ -34,52 +34,70 @@ def purchase_to_proto(p: Purchase | None) -> interaction_pb2.PurchaseDetails | N
     )
 
 
-def promise_to_proto(p: PromiseInInteraction) -> interaction_pb2.PromiseMade:
-    return interaction_pb2.PromiseMade(
-        id=p.id,
-        text=p.text,
-        due_at=to_timestamp(p.due_at),
-        owner_id=p.owner_id,
-        kind=PROMISE_KIND.to_proto(p.kind),
-    )
+def promise_to_proto(
+    p: PromiseInInteraction, into: interaction_pb2.PromiseMade | None = None
+) -> interaction_pb2.PromiseMade:
+    """The promise as sent, written into `into` (an empty message: an element just added to
+    a repeated field) or a new one."""
+    m = interaction_pb2.PromiseMade() if into is None else into
+    m.id = p.id
+    m.text = p.text
+    set_timestamp(m.due_at, p.due_at)
+    if p.owner_id:
+        m.owner_id = p.owner_id
+    m.kind = PROMISE_KIND.to_proto(p.kind)
+    return m
 
 
-def interaction_to_proto(i: Interaction) -> interaction_pb2.Interaction:
+def interaction_to_proto(
+    i: Interaction, into: interaction_pb2.Interaction | None = None
+) -> interaction_pb2.Interaction:
+    """The touch as callers see it, written into `into` (an empty message, such as a
+    response's `interaction`, which spares building one and copying it) or a new message.
+    Empty fields are left alone: proto3 does not send them anyway."""
+    m = interaction_pb2.Interaction() if into is None else into
     d = i.details
-    return interaction_pb2.Interaction(
-        id=i.id,
-        contact_id=i.contact_id,
-        channel=CHANNEL.to_proto(d.channel),
-        direction=DIRECTION.to_proto(d.direction),
-        type=INTERACTION_TYPE.to_proto(d.type),
-        occurred_at=to_timestamp(d.occurred_at),
-        agent_id=d.agent_id,
-        team=d.team,
-        summary=d.summary,
-        notes=d.notes,
-        outcome=d.outcome,
-        purchase=purchase_to_proto(d.purchase),
-        thread_id=d.thread_id,
-        promises=[promise_to_proto(p) for p in i.promises],
-        satisfaction=i.satisfaction or 0,
-        rated_at=to_timestamp(i.rated_at),
-        amendments=[
-            interaction_pb2.Amendment(
-                actor=a.actor,
-                amended_at=to_timestamp(a.amended_at),
-                changed_fields=a.changed_fields,
-                reason=a.reason,
-                previous_values=dict(a.previous_values),
-            )
-            for a in i.amendments
-        ],
-        etag=i.etag,
-        created_by=i.created_by,
-        updated_by=i.updated_by,
-        created_at=to_timestamp(i.created_at),
-        updated_at=to_timestamp(i.updated_at),
-        erased_at=to_timestamp(i.erased_at),
-    )
+    m.id = i.id
+    m.contact_id = i.contact_id
+    m.channel = CHANNEL.to_proto(d.channel)
+    if d.direction is not None:
+        m.direction = DIRECTION.to_proto(d.direction)
+    m.type = INTERACTION_TYPE.to_proto(d.type)
+    set_timestamp(m.occurred_at, d.occurred_at)
+    m.agent_id = d.agent_id
+    if d.team:
+        m.team = d.team
+    if d.summary:
+        m.summary = d.summary
+    if d.notes:
+        m.notes = d.notes
+    if d.outcome:
+        m.outcome = d.outcome
+    if d.purchase is not None:
+        m.purchase.amount_minor = d.purchase.amount_minor
+        m.purchase.currency_code = d.purchase.currency_code
+    if d.thread_id:
+        m.thread_id = d.thread_id
+    for p in i.promises:
+        promise_to_proto(p, into=m.promises.add())
+    if i.satisfaction:
+        m.satisfaction = i.satisfaction
+    set_timestamp(m.rated_at, i.rated_at)
+    for a in i.amendments:
+        amendment = m.amendments.add(
+            actor=a.actor,
+            changed_fields=a.changed_fields,
+            reason=a.reason,
+            previous_values=dict(a.previous_values),
+        )
+        set_timestamp(amendment.amended_at, a.amended_at)
+    m.etag = i.etag
+    m.created_by = i.created_by
+    m.updated_by = i.updated_by
+    set_timestamp(m.created_at, i.created_at)
+    set_timestamp(m.updated_at, i.updated_at)
+    set_timestamp(m.erased_at, i.erased_at)
+    return m
 
 
 def recorded_from_proto(

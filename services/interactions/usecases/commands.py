@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -31,7 +31,7 @@ from promesa.errors import (
     StaleEtagError,
     Violations,
 )
-from promesa.ids import derived_id, fingerprint, new_id
+from promesa.ids import derived_id, new_id
 from promesa.instants import DEFAULT_HORIZON
 from promesa.usecases import (
     MAX_MERGE_HOPS,
@@ -72,12 +72,8 @@ class InteractionCommands:
         """A touch joins the contact's timeline, with the promises made in it, exactly once."""
         # The digest is of the request as sent: defaults filled in from the clock or the token
         # would make a retry look like another request.
-        sent = {
-            "contact_id": contact_id.strip(),
-            "draft": asdict(draft),
-            "promises": [asdict(p) for p in promises],
-        }
-        request = CreateRequest(request_id, "record", fingerprint(sent))
+        sent = {"contact_id": contact_id.strip(), "draft": draft, "promises": promises}
+        request = CreateRequest.of(request_id, "record", sent)
 
         async def create() -> Interaction:
             now = self._clock.now()
