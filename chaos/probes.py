@@ -401,7 +401,9 @@ class ReminderStream:
             request, metadata=self._metadata, wait_for_ready=True
         )
         try:
-            await call.initial_metadata()  # the replica is listening from here on
+            headers = await call.initial_metadata()  # the replica is listening from here on
+            if not self.last_token:  # nothing read yet: resume from where this stream began
+                self.last_token = dict(headers or ()).get("x-resume-token", "")
             self._connected.set()
             async for reply in call:
                 self.read.append(

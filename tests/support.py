@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -145,3 +147,14 @@ def plan_stages(plan: object) -> list[tuple[str, str]]:
         for value in plan:
             found.extend(plan_stages(value))
     return found
+
+
+def assert_migrated(path: Path, version: int) -> None:
+    """A SQLite file rewritten to layout `version`, with no table of the old layout left."""
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_schema")]
+    finally:
+        conn.close()
+    assert not [t for t in tables if t.endswith("_layout0")]

@@ -227,6 +227,12 @@ class FedReminder:
 class ReminderSubscription(Protocol):
     """Reminders to one user, each once, in the order they were sent; iterate, then close."""
 
+    @property
+    def started_after(self) -> int:
+        """The position it starts after: a subscription after it misses nothing this one
+        would have sent, even if this one sent nothing yet."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[FedReminder]: ...
 
     async def close(self) -> None: ...

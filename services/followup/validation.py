@@ -121,7 +121,7 @@ def check_window(v: Violations, start: datetime | None, end: datetime | None) ->
 # A resume token is the position of a reminder in the feed (its stream sequence), wrapped so that
 # callers treat it as opaque and a token from elsewhere is told apart.
 _RESUME_PREFIX = "reminder@"
-_RESUME_TOKEN = re.compile(r"reminder@([1-9][0-9]{0,18})")
+_RESUME_TOKEN = re.compile(r"reminder@(0|[1-9][0-9]{0,18})")  # 0: before the first
 _MAX_RESUME_TOKEN = 64
 _MAX_POSITION = 2**63 - 1  # JetStream's sequences are unsigned 64-bit; no stream reaches this
 

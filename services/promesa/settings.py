@@ -101,7 +101,7 @@ class CommonSettings:
     relay_batch_size: int
     promise_horizon: timedelta  # how far ahead a promise may be due
     stream_max_age: timedelta  # how long the service's stream keeps an event; 0 = for ever
-    consumer_batch: int = 10  # messages a consumer fetches at once
+    consumer_batch: int = 50  # messages a busy consumer fetches at once
     stream_max_bytes: int = 0  # the size past which the stream drops its oldest events; 0 = none
     inbox_retention: timedelta = timedelta(days=30)  # how long a handled event's inbox row stays
     inbox_prune_interval_seconds: float = 3600.0
@@ -164,7 +164,7 @@ class CommonSettings:
             promise_horizon=timedelta(
                 days=env.integer("CRM_PROMISE_HORIZON_DAYS", 1826, minimum=1, maximum=36_500)
             ),
-            consumer_batch=env.integer("CRM_CONSUMER_BATCH", 10, minimum=1, maximum=1000),
+            consumer_batch=env.integer("CRM_CONSUMER_BATCH", 50, minimum=1, maximum=1000),
             stream_max_bytes=env.integer("CRM_STREAM_MAX_BYTES", 0, minimum=0, maximum=2**62),
             inbox_retention=inbox_retention(
                 env, stream_max_age, ack_wait=ack_wait, max_deliver=max_deliver

@@ -7,7 +7,7 @@ The write functions run on the group writer's thread inside the group's transact
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +161,27 @@ def set_aside(conn: sqlite3.Connection, table: str, suffix: str) -> None:
     for (name,) in indexes:
         conn.execute(f"DROP INDEX {name}")
     conn.execute(f"ALTER TABLE {table} RENAME TO {table}{suffix}")
+
+
+def copy_rows(
+    conn: sqlite3.Connection,
+    source: str,
+    table: str,
+    convert: Callable[[sqlite3.Row], Mapping[str, object]],
+) -> int:
+    """Copies every row of `source` (a table `set_aside`) into `table` through `convert`, in
+    rowid order and batches, then drops `source`; how many. Freed pages are reused by later
+    rows (no VACUUM: it would need the file's size again in free disk, and its time)."""
+    count = 0
+    old = conn.execute(f"SELECT * FROM {source} ORDER BY rowid")
+    while batch := old.fetchmany(1000):
+        rows = [convert(r) for r in batch]
+        names = list(rows[0])
+        marks = ", ".join(f":{n}" for n in names)
+        conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
+        count += len(rows)
+    conn.execute(f"DROP TABLE {source}")
+    return count
 
 
 @contextmanager

@@ -4,6 +4,7 @@ consumers use."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -87,18 +88,12 @@ class SqliteStore:
         VersionConflictError when the id exists already or another writer got there first.
         `row` names every column, `id` and `version` among them."""
         if expected == 0:
-            columns = ", ".join(row)
-            marks = ", ".join(f":{c}" for c in row)
             try:
-                conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", row)
+                conn.execute(_insert_sql(table, tuple(row)), row)
             except sqlite3.IntegrityError:
                 raise VersionConflictError(str(row["id"])) from None
             return
-        assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
-        cur = conn.execute(
-            f"UPDATE {table} SET {assignments} WHERE id = :id AND version = :expected_version",
-            {**row, "expected_version": expected},
-        )
+        cur = conn.execute(_update_sql(table, tuple(row)), {**row, "expected_version": expected})
         if cur.rowcount != 1:
             raise VersionConflictError(str(row["id"]))
 
@@ -178,3 +173,17 @@ class SqliteStore:
     async def close(self) -> None:
         await self._writer.close()
         self._conn.close()
+
+
+# The statements of `_save_versioned`, made once per table and set of columns (a handful per
+# service) rather than on every write; the same text also hits sqlite3's statement cache.
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{c} = :{c}" for c in columns if c != "id")
+    return f"UPDATE {table} SET {assignments} WHERE id = :id AND version = :expected_version"

@@ -10,7 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from promesa.errors import ContentionError, FieldViolation, InvalidArgumentError, Violations
+from promesa.errors import (
+    ContentionError,
+    FieldViolation,
+    InvalidArgumentError,
+    UnavailableError,
+    Violations,
+)
 from promesa.ids import fingerprint
 from promesa.storage import (
     AlreadyHandledError,
@@ -104,19 +110,28 @@ async def create_once(
     create: Callable[[], Awaitable[T]],
 ) -> T:
     """The one rule for creates: a known request id with the same digest is answered with
-    what it produced, before anything else is checked (time has passed since the first call,
-    and a due time that was in the future then may not be now). Otherwise `create` validates
-    and commits with `request.key(...)`; a concurrent twin that committed first is answered
-    the same way. A request id reused for a different request is INVALID_ARGUMENT."""
-    if request.request_id:
-        earlier = await _earlier(request, requests)
-        if earlier is not None:
-            return await load(earlier)
+    what it produced, whatever else would be refused now (time has passed since the first
+    call, and a due time that was in the future then may not be now). A request id reused for
+    a different request is INVALID_ARGUMENT.
+
+    The first call is the common one, so `create` runs first (it validates and commits with
+    `request.key(...)`); the request log is read only when it fails: its key already
+    committed (a retry, or a concurrent twin that got there first), or a refusal that a
+    first answer would override."""
+    if not request.request_id:
+        return await create()
     try:
         return await create()
     except DuplicateRequestError:
         earlier = await _earlier(request, requests)
         assert earlier is not None, "a duplicate request id was committed, so it is found"
+        return await load(earlier)
+    except UnavailableError:
+        raise  # the request log is as far away as the rest of the store
+    except Exception:
+        earlier = await _earlier(request, requests)
+        if earlier is None:
+            raise
         return await load(earlier)
 
 

@@ -118,6 +118,8 @@ class NoFeed:
 
 
 class NoSubscription:
+    started_after = 0
+
     async def __aiter__(self) -> AsyncIterator[FedReminder]:
         return
         yield  # an async generator that yields nothing

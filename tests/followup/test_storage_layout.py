@@ -33,6 +33,7 @@ from followup.ports import Change, PromiseFilter
 from promesa.clock import ManualClock
 from promesa.ids import new_id
 from promesa.pagination import Cursor
+from tests.support import assert_migrated
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -250,11 +251,7 @@ async def test_a_file_of_the_first_release_opens_migrated_with_every_promise_and
         assert await store.renew_claims([taken], lease_end + HOUR) == {claimed.id}
     finally:
         await store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
-    conn.close()
-    assert not [t for t in tables if t.endswith("_layout0")]
+    assert_migrated(path, SCHEMA_VERSION)
 
 
 async def test_the_first_releases_documents_as_written_read_back(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ async def test_a_token_from_past_the_streams_end_starts_at_new_reminders(
         "not a token",
         "cmVtaW5kZXJAMQ==",  # a real token's bytes, padded: not the text the service gives
         "cmVtaW5kZXJAMQ!",  # with a character outside the alphabet, which decoders skip
-        "cmVtaW5kZXJAMA",  # position 0: no reminder has it
+        "cmVtaW5kZXJALTE",  # position -1: before the stream began
         "cGFnZUAx",  # "page@1": someone else's token
         "cmVtaW5kZXJA" + "OTk5" * 10,  # past any stream's end and then some
         "A" * 1000,
@@ -288,3 +288,24 @@ async def reminders_in_stream(replica: RunningFollowup, count: int) -> list[Msg]
 
 async def _holds_all(app: App, promise_ids: list[str]) -> bool:
     return set(promise_ids) <= set(app.promise_ids())
+
+
+async def test_an_app_that_hangs_up_before_any_reminder_resumes_from_where_its_stream_began(
+    replicas: list[RunningFollowup],
+) -> None:
+    a, b = replicas
+    # Given an app streaming from one replica, which has read nothing yet
+    app = await App.connect(a)
+    headers = dict(await app.call.initial_metadata() or ())
+    started = str(headers["x-resume-token"])
+    # when it is cut off, and reminders are sent before it reconnects,
+    await app.hang_up()
+    made = await fall_due(replicas, 3)
+    # then reconnecting with the token of its stream's start gets them all, once
+    again = await App.connect(b, resume_after=started)
+    try:
+        await eventually(lambda: _holds_all(again, made))
+        await everything_read_before(again, replicas)
+        assert sorted(again.promise_ids()[:-1]) == sorted(made)
+    finally:
+        await again.hang_up()

@@ -29,6 +29,7 @@ from interactions.domain.model import (
 from interactions.ports import Change, Scope, TimelineFilter
 from promesa.clock import ManualClock
 from promesa.ids import derived_id, new_id
+from tests.support import assert_migrated
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -189,12 +190,7 @@ async def test_a_file_of_the_first_release_opens_migrated_with_every_interaction
         assert await store.contact("c-1") == KnownContact("c-1")
     finally:
         await store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert not conn.execute(
-            "SELECT name FROM sqlite_schema WHERE name LIKE '%layout0%'"
-        ).fetchall()
-    conn.close()
+    assert_migrated(path, SCHEMA_VERSION)
 
 
 async def test_the_first_releases_document_as_written_reads_back(tmp_path: Path) -> None:

@@ -27,9 +27,9 @@ def load_env(environ: dict[str, str], stream_max_age_days: int = 0) -> CommonSet
     )
 
 
-def test_consumers_fetch_small_batches_and_wait_ten_seconds_for_an_ack_by_default() -> None:
+def test_consumers_fetch_fifty_at_most_and_wait_ten_seconds_for_an_ack_by_default() -> None:
     s = load()
-    assert (s.consumer_batch, s.consumer_ack_wait_seconds, s.consumer_max_deliver) == (10, 10, 5)
+    assert (s.consumer_batch, s.consumer_ack_wait_seconds, s.consumer_max_deliver) == (50, 10, 5)
 
 
 @pytest.mark.parametrize(

@@ -59,12 +59,17 @@ class Calls:
 
     loaded: list[str] = field(default_factory=list)
     created: int = 0
+    # The store holds the request's idempotency key already: its commit is refused, as the
+    # key is written in the same transaction as what a create makes.
+    key_taken: bool = False
 
     async def load(self, resource_id: str) -> str:
         self.loaded.append(resource_id)
         return f"the promise {resource_id}"
 
     async def create(self) -> str:
+        if self.key_taken:
+            raise DuplicateRequestError("req-1")
         self.created += 1
         return "a new promise"
 
@@ -75,19 +80,33 @@ def known(
     return IdempotencyKey(request_id, "create", digest, resource_id)
 
 
-async def test_a_known_request_is_answered_with_its_first_result_before_create_runs() -> None:
-    # Given a request committed earlier, whose due time has since passed
-    log, calls = RequestLog(known()), Calls()
+async def test_a_known_request_is_answered_with_its_first_result_and_nothing_is_created() -> None:
+    # Given a request committed earlier
+    log, calls = RequestLog(known()), Calls(key_taken=True)
 
     # When the caller retries it
     result = await create_once(
         CreateRequest("req-1", "create", "d-1"), log, load=calls.load, create=calls.create
     )
 
-    # Then it gets the first result, and nothing is validated or created again
+    # Then it gets the first result, and nothing is created again
     assert result == "the promise p-1"
     assert calls.created == 0
     assert calls.loaded == ["p-1"]
+
+
+async def test_a_known_request_refused_now_is_answered_with_its_first_result() -> None:
+    # Given a request committed earlier, whose due time has since passed
+    log, calls = RequestLog(known()), Calls()
+
+    async def refuse() -> str:
+        raise InvalidArgumentError([FieldViolation("promise.due_at", "is in the past")])
+
+    # When the caller retries it, it gets the first result, not the refusal
+    result = await create_once(
+        CreateRequest("req-1", "create", "d-1"), log, load=calls.load, create=refuse
+    )
+    assert result == "the promise p-1"
 
 
 @pytest.mark.parametrize(
@@ -98,13 +117,13 @@ async def test_a_known_request_is_answered_with_its_first_result_before_create_r
 async def test_a_request_id_reused_for_a_different_request_is_refused(
     request_: CreateRequest,
 ) -> None:
-    log, calls = RequestLog(known()), Calls()
+    log, calls = RequestLog(known()), Calls(key_taken=True)
 
     with pytest.raises(InvalidArgumentError) as raised:
         await create_once(request_, log, load=calls.load, create=calls.create)
 
     assert raised.value.violations == (REUSED,)
-    assert calls == Calls()
+    assert (calls.created, calls.loaded) == (0, [])
 
 
 async def test_a_new_request_is_created() -> None:
@@ -117,6 +136,7 @@ async def test_a_new_request_is_created() -> None:
     assert result == "a new promise"
     assert calls.created == 1
     assert calls.loaded == []
+    assert log.lookups == 0  # the common case reads nothing before its commit
 
 
 async def test_a_create_without_a_request_id_never_looks_one_up() -> None:

@@ -122,21 +122,17 @@ def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
 def _from_first_layout(conn: sqlite3.Connection) -> None:
     """Layout 0 to 1: every contact is read through the whole-document decoder (the document
     MongoDB keeps) and written in the compact form. The email, phone, tag and erasure tables
-    stay as they are. Freed pages are reused by later rows (no VACUUM: it would need the
-    file's size again in free disk)."""
+    stay as they are."""
     started = time.perf_counter()
     db.set_aside(conn, "contacts", "_layout0")
     for statement in filter(str.strip, SCHEMA.split(";")):
         conn.execute(statement)
-    contacts = 0
-    old = conn.execute("SELECT doc FROM contacts_layout0 ORDER BY rowid")
-    while batch := old.fetchmany(1000):
-        conn.executemany(
-            f"INSERT INTO contacts ({CONTACT_COLUMNS}) VALUES ({_MARKS})",
-            [contact_row(from_document(json.loads(r[0]))) for r in batch],
-        )
-        contacts += len(batch)
-    conn.execute("DROP TABLE contacts_layout0")
+    contacts = db.copy_rows(
+        conn,
+        "contacts_layout0",
+        "contacts",
+        lambda r: contact_row(from_document(json.loads(r["doc"]))),
+    )
     log.info(
         "sqlite_layout_migrated",
         layout=SCHEMA_VERSION,
@@ -145,17 +141,19 @@ def _from_first_layout(conn: sqlite3.Connection) -> None:
     )
 
 
-_MARKS = ", ".join(f":{c}" for c in CONTACT_COLUMNS.split(", "))
-
-
-def _scope(teams: Sequence[str] | None, where: list[str], args: list[object]) -> None:
-    """Only contacts of the reader's teams; None is every team, and no team at all is none."""
+def _scope(
+    teams: Sequence[str] | None, where: list[str], args: list[object], *, by_index: bool = True
+) -> None:
+    """Only contacts of the reader's teams; None is every team, and no team at all is none.
+    Not `by_index` where the other criteria are the selective ones (a search by email must
+    not walk the million contacts of an agent's team, `+` keeps the planner off its index)."""
     if teams is None:
         return
     if not teams:
         where.append("0")
         return
-    where.append(f"c.team IN ({', '.join('?' for _ in teams)})")
+    column = "c.team" if by_index else "+c.team"
+    where.append(f"{column} IN ({', '.join('?' for _ in teams)})")
     args.extend(teams)
 
 
@@ -223,7 +221,7 @@ class SqliteContactStore(SqliteStore):
         if q.phone:
             where.append("c.id IN (SELECT contact_id FROM contact_phones WHERE phone = ?)")
             args.append(q.phone)
-        _scope(q.teams, where, args)
+        _scope(q.teams, where, args, by_index=False)
         if after is not None:
             where.append("c.id > ?")
             args.append(after.id)

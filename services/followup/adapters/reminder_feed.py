@@ -23,9 +23,12 @@ class NatsReminderSubscription:
     """An ordered push consumer on one user's subjects; iterate for reminders, close when done
     (a `ports.ReminderSubscription`)."""
 
-    def __init__(self, sub: JetStreamContext.PushSubscription, user_id: str) -> None:
+    def __init__(
+        self, sub: JetStreamContext.PushSubscription, user_id: str, started_after: int
+    ) -> None:
         self._sub = sub
         self._user_id = user_id
+        self.started_after = started_after
 
     async def __aiter__(self) -> AsyncIterator[FedReminder]:
         async for msg in self._sub.messages:
@@ -44,20 +47,18 @@ class NatsReminderFeed:
         self._bus = bus
 
     async def subscribe(self, user_id: str, after: int | None = None) -> NatsReminderSubscription:
-        """From now on, or from the stream sequence after `after`. JetStream itself starts a
-        sequence that retention discarded at the oldest message kept; a sequence past the
-        stream's end (a token from a stream since deleted and declared again) starts at new
-        messages, as the stream numbers them now."""
+        """From now on (just after the stream's last message, whose sequence the caller can
+        resume after before reading anything), or from the stream sequence after `after`.
+        JetStream itself starts a sequence that retention discarded at the oldest message
+        kept; a sequence past the stream's end (a token from a stream since deleted and
+        declared again) starts at new messages, as the stream numbers them now."""
         js = self._bus.js
-        if after is None:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        else:
-            info = await js.stream_info(FOLLOWUP_STREAM.name)
-            start = min(after, info.state.last_seq) + 1
-            config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
-            )
+        last = (await js.stream_info(FOLLOWUP_STREAM.name)).state.last_seq
+        start = min(after, last) if after is not None else last
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1
+        )
         sub = await js.subscribe(
             reminders_of(user_id), stream=FOLLOWUP_STREAM.name, ordered_consumer=True, config=config
         )
-        return NatsReminderSubscription(sub, user_id)
+        return NatsReminderSubscription(sub, user_id, start)

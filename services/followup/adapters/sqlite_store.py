@@ -128,44 +128,19 @@ def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
 def _from_first_layout(conn: sqlite3.Connection) -> None:
     """Layout 0 to 1: every promise and reminder is read through the whole-document decoders
     (the documents MongoDB keeps) and written in the compact form; a claimed reminder keeps its
-    lease (token and end). Freed pages are reused by later rows (no VACUUM: it would need
-    the file's size again in free disk, and its time)."""
+    lease (token and end)."""
     started = time.perf_counter()
     for table in ("promises", "reminders"):
         db.set_aside(conn, table, "_layout0")
     for statement in filter(str.strip, SCHEMA.split(";")):
         conn.execute(statement)
-    promises = 0
-    old = conn.execute("SELECT doc FROM promises_layout0 ORDER BY rowid")
-    while batch := old.fetchmany(1000):
-        rows = [documents.promise_row(documents.promise_from(json.loads(r[0]))) for r in batch]
-        conn.executemany(
-            f"INSERT INTO promises ({PROMISE_COLUMNS}) VALUES (:id, :version, :contact_id,"
-            " :owner_id, :team, :status, :kind, :due_us, :paused_us, :created_us, :doc)",
-            rows,
-        )
-        promises += len(rows)
-    reminders = 0
-    old = conn.execute(
-        "SELECT doc, next_attempt_at, lease_token FROM reminders_layout0 ORDER BY rowid"
+    promises = db.copy_rows(
+        conn,
+        "promises_layout0",
+        "promises",
+        lambda r: documents.promise_row(documents.promise_from(json.loads(r["doc"]))),
     )
-    while batch := old.fetchmany(1000):
-        rows = []
-        for doc, next_attempt_at, token in batch:
-            r = documents.delivery_from(json.loads(doc))
-            row = documents.delivery_row(r, claimed=token is not None)
-            if token is not None:  # the lease's end, which the column held
-                row["next_attempt_us"] = micros(datetime.fromisoformat(next_attempt_at))
-            rows.append({**row, "lease_token": token})
-        conn.executemany(
-            f"INSERT INTO reminders ({REMINDER_COLUMNS}, lease_token) VALUES (:id, :promise_id,"
-            " :contact_id, :owner_id, :kind, :outcome, :scheduled_us, :next_attempt_us,"
-            " :remaining, :doc, :lease_token)",
-            rows,
-        )
-        reminders += len(rows)
-    conn.execute("DROP TABLE promises_layout0")
-    conn.execute("DROP TABLE reminders_layout0")
+    reminders = db.copy_rows(conn, "reminders_layout0", "reminders", _reminder_from_first_layout)
     log.info(
         "sqlite_layout_migrated",
         layout=SCHEMA_VERSION,
@@ -173,6 +148,17 @@ def _from_first_layout(conn: sqlite3.Connection) -> None:
         reminders=reminders,
         seconds=round(time.perf_counter() - started, 2),
     )
+
+
+def _reminder_from_first_layout(old: sqlite3.Row) -> dict[str, object]:
+    """A claimed reminder keeps its lease: its token, and its end, which the column held."""
+    token = old["lease_token"]
+    row = documents.delivery_row(
+        documents.delivery_from(json.loads(old["doc"])), claimed=token is not None
+    )
+    if token is not None:
+        row["next_attempt_us"] = micros(datetime.fromisoformat(old["next_attempt_at"]))
+    return {**row, "lease_token": token}
 
 
 class SqlitePromiseStore(SqliteStore):

@@ -22,6 +22,9 @@ from promesa.clock import Clock
 from promesa.interceptors import Context
 
 SERVICE_NAME = followup_pb.DESCRIPTOR.services_by_name["FollowupService"].full_name
+# StreamReminders' initial metadata: the resume token of the stream's start, for an app that
+# hangs up before it read a reminder (documented on the RPC).
+RESUME_TOKEN_HEADER = "x-resume-token"
 
 
 class FollowupServicer(followup_grpc.FollowupServiceServicer):
@@ -157,8 +160,9 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
             request.owner_id, current_identity(), request.resume_after
         )
         try:
-            # Headers go out once listening, so a caller knows nothing sent from now is missed.
-            await context.send_initial_metadata(())
+            # Headers go out once listening, so a caller knows nothing sent from now is missed;
+            # they carry the token to resume from should it hang up before any reminder.
+            await context.send_initial_metadata(((RESUME_TOKEN_HEADER, stream.resume_token),))
             async for sent in stream:
                 yield followup_pb.StreamRemindersResponse(
                     reminder=sent.reminder, resume_token=sent.resume_token

@@ -121,6 +121,12 @@ class ReminderStream:
     def __init__(self, subscription: ReminderSubscription) -> None:
         self._subscription = subscription
 
+    @property
+    def resume_token(self) -> str:
+        """Resumes where this stream started: what an app that read nothing yet reconnects
+        with, so that it misses nothing sent meanwhile."""
+        return validation.resume_token(self._subscription.started_after)
+
     async def __aiter__(self) -> AsyncIterator[StreamedReminder]:
         async for fed in self._subscription:
             yield StreamedReminder(fed.reminder, validation.resume_token(fed.position))

@@ -97,30 +97,23 @@ def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
 def _from_first_layout(conn: sqlite3.Connection) -> None:
     """Layout 0 to 1: every interaction is read through the whole-document decoder (the
     document MongoDB keeps) and written in the compact form into a new table, so the rows are
-    packed again. Freed pages are reused by later rows (no VACUUM: it would need the file's
-    size again in free disk)."""
+    packed again."""
     started = time.perf_counter()
     db.set_aside(conn, "interactions", "_layout0")
     for statement in filter(str.strip, SCHEMA.split(";")):
         conn.execute(statement)
-    count = 0
-    old = conn.execute("SELECT doc FROM interactions_layout0 ORDER BY rowid")
-    while batch := old.fetchmany(1000):
-        conn.executemany(
-            f"INSERT INTO interactions ({INTERACTION_COLUMNS}) VALUES ({_MARKS})",
-            [interaction_row(from_document(json.loads(r[0]))) for r in batch],
-        )
-        count += len(batch)
-    conn.execute("DROP TABLE interactions_layout0")
+    count = db.copy_rows(
+        conn,
+        "interactions_layout0",
+        "interactions",
+        lambda r: interaction_row(from_document(json.loads(r["doc"]))),
+    )
     log.info(
         "sqlite_layout_migrated",
         layout=SCHEMA_VERSION,
         interactions=count,
         seconds=round(time.perf_counter() - started, 2),
     )
-
-
-_MARKS = ", ".join(f":{c}" for c in INTERACTION_COLUMNS.split(", "))
 
 
 class SqliteInteractionStore(SqliteStore):

@@ -194,7 +194,9 @@ class FollowupServiceServicer:
     def StreamReminders(self, request, context):
         """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
         reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
-        the resume_token of the last reminder it read gets what it missed, and nothing twice.
+        the resume_token of the last reminder it read gets what it missed, and nothing twice. The
+        initial metadata carries x-resume-token, where the stream started: a caller that hangs up
+        before reading any reminder resumes with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

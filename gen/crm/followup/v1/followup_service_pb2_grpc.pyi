@@ -62,7 +62,9 @@ class FollowupServiceStub:
     StreamReminders: _grpc.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]
     """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
     reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
-    the resume_token of the last reminder it read gets what it missed, and nothing twice.
+    the resume_token of the last reminder it read gets what it missed, and nothing twice. The
+    initial metadata carries x-resume-token, where the stream started: a caller that hangs up
+    before reading any reminder resumes with it.
     """
 
 @_typing.type_check_only
@@ -99,7 +101,9 @@ class FollowupServiceAsyncStub(FollowupServiceStub):
     StreamReminders: _aio.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]  # type: ignore[assignment]
     """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
     reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
-    the resume_token of the last reminder it read gets what it missed, and nothing twice.
+    the resume_token of the last reminder it read gets what it missed, and nothing twice. The
+    initial metadata carries x-resume-token, where the stream started: a caller that hangs up
+    before reading any reminder resumes with it.
     """
 
 class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -211,7 +215,9 @@ class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_followup_service_pb2.StreamRemindersResponse], _abc.AsyncIterator[_followup_service_pb2.StreamRemindersResponse]]:
         """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
         reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
-        the resume_token of the last reminder it read gets what it missed, and nothing twice.
+        the resume_token of the last reminder it read gets what it missed, and nothing twice. The
+        initial metadata carries x-resume-token, where the stream started: a caller that hangs up
+        before reading any reminder resumes with it.
         """
 
 def add_FollowupServiceServicer_to_server(servicer: FollowupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
