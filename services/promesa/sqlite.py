@@ -7,13 +7,18 @@ The write functions run on the group writer's thread inside the group's transact
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from promesa.events import IncomingEvent, OutgoingEvent
 from promesa.storage import DeadLetter
+
+log = structlog.get_logger(__name__)
 
 PLATFORM_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -151,27 +156,41 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def set_aside(conn: sqlite3.Connection, table: str, suffix: str) -> None:
-    """Renames a table to be rewritten (`<table><suffix>`), dropping its indexes first so the
-    new table's take their names."""
-    indexes = conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-        (table,),
-    ).fetchall()
-    for (name,) in indexes:
-        conn.execute(f"DROP INDEX {name}")
-    conn.execute(f"ALTER TABLE {table} RENAME TO {table}{suffix}")
+Convert = Callable[[sqlite3.Row], Mapping[str, object]]
 
 
-def copy_rows(
-    conn: sqlite3.Connection,
-    source: str,
-    table: str,
-    convert: Callable[[sqlite3.Row], Mapping[str, object]],
-) -> int:
-    """Copies every row of `source` (a table `set_aside`) into `table` through `convert`, in
-    rowid order and batches, then drops `source`; how many. Freed pages are reused by later
-    rows (no VACUUM: it would need the file's size again in free disk, and its time)."""
+def rewrite(
+    conn: sqlite3.Connection, schema: str, found: int, version: int, tables: Mapping[str, Convert]
+) -> None:
+    """Rewrites `tables` from layout `found` into the one `schema` lays down: each is set aside
+    (its indexes dropped, so the new table's take their names), the schema laid down, every row
+    copied through its conversion in rowid order and batches, the old table dropped. Freed
+    pages are reused by later rows (no VACUUM: it would need the file's size again in free
+    disk, and its time)."""
+    started = time.perf_counter()
+    for table in tables:
+        for (index,) in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?"
+            " AND sql IS NOT NULL",
+            (table,),
+        ).fetchall():
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_layout{found}")
+    for statement in filter(str.strip, schema.split(";")):
+        conn.execute(statement)
+    rows = {
+        table: _copy_rows(conn, f"{table}_layout{found}", table, convert)
+        for table, convert in tables.items()
+    }
+    log.info(
+        "sqlite_layout_migrated",
+        layout=version,
+        seconds=round(time.perf_counter() - started, 2),
+        **rows,
+    )
+
+
+def _copy_rows(conn: sqlite3.Connection, source: str, table: str, convert: Convert) -> int:
     count = 0
     old = conn.execute(f"SELECT * FROM {source} ORDER BY rowid")
     while batch := old.fetchmany(1000):

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-
-import structlog
 
 from contacts.adapters.documents import (
     Confirmations,
@@ -34,8 +31,6 @@ from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 from promesa.storage import VersionConflictError
-
-log = structlog.get_logger(__name__)
 
 # The file's layout version, in `PRAGMA user_version`: 0 is the first release's (ISO times in
 # the indexes, the whole JSON document beside the columns), rewritten at open.
@@ -112,33 +107,19 @@ CONTACT_COLUMNS = (
 
 
 def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
-    """A file of layout 0 with contacts in it is rewritten; an empty one just gets the schema."""
+    """Layout 0 with contacts in it: each is read through the whole-document decoder (the
+    document MongoDB keeps) and written in the compact form; the email, phone, tag and erasure
+    tables stay as they are. An empty file just gets the schema."""
     if "created_at" not in db.columns(conn, "contacts"):
         return False
-    _from_first_layout(conn)
-    return True
-
-
-def _from_first_layout(conn: sqlite3.Connection) -> None:
-    """Layout 0 to 1: every contact is read through the whole-document decoder (the document
-    MongoDB keeps) and written in the compact form. The email, phone, tag and erasure tables
-    stay as they are."""
-    started = time.perf_counter()
-    db.set_aside(conn, "contacts", "_layout0")
-    for statement in filter(str.strip, SCHEMA.split(";")):
-        conn.execute(statement)
-    contacts = db.copy_rows(
+    db.rewrite(
         conn,
-        "contacts_layout0",
-        "contacts",
-        lambda r: contact_row(from_document(json.loads(r["doc"]))),
+        SCHEMA,
+        found,
+        SCHEMA_VERSION,
+        {"contacts": lambda r: contact_row(from_document(json.loads(r["doc"])))},
     )
-    log.info(
-        "sqlite_layout_migrated",
-        layout=SCHEMA_VERSION,
-        contacts=contacts,
-        seconds=round(time.perf_counter() - started, 2),
-    )
+    return True
 
 
 def _scope(

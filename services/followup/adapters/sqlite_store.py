@@ -18,12 +18,9 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-
-import structlog
 
 from followup.adapters import documents
 from followup.adapters.documents import from_micros, micros, packed_id
@@ -39,8 +36,6 @@ from promesa.ids import new_id
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
 from promesa.storage import VersionConflictError
-
-log = structlog.get_logger(__name__)
 
 # The file's layout version, in `PRAGMA user_version`: 0 is the first release's (text ids and
 # ISO times in every index, whole JSON documents beside the columns), rewritten at open.
@@ -118,36 +113,24 @@ REMINDER_COLUMNS = (
 
 
 def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
-    """A file of layout 0 with promises in it is rewritten; an empty one just gets the schema."""
+    """Layout 0 with promises in it: every promise and reminder is read through the
+    whole-document decoders (the documents MongoDB keeps) and written in the compact form; a
+    claimed reminder keeps its lease (token and end). An empty file just gets the schema."""
     if "due_at" not in db.columns(conn, "promises"):
         return False
-    _from_first_layout(conn)
-    return True
-
-
-def _from_first_layout(conn: sqlite3.Connection) -> None:
-    """Layout 0 to 1: every promise and reminder is read through the whole-document decoders
-    (the documents MongoDB keeps) and written in the compact form; a claimed reminder keeps its
-    lease (token and end)."""
-    started = time.perf_counter()
-    for table in ("promises", "reminders"):
-        db.set_aside(conn, table, "_layout0")
-    for statement in filter(str.strip, SCHEMA.split(";")):
-        conn.execute(statement)
-    promises = db.copy_rows(
+    db.rewrite(
         conn,
-        "promises_layout0",
-        "promises",
-        lambda r: documents.promise_row(documents.promise_from(json.loads(r["doc"]))),
+        SCHEMA,
+        found,
+        SCHEMA_VERSION,
+        {
+            "promises": lambda r: documents.promise_row(
+                documents.promise_from(json.loads(r["doc"]))
+            ),
+            "reminders": _reminder_from_first_layout,
+        },
     )
-    reminders = db.copy_rows(conn, "reminders_layout0", "reminders", _reminder_from_first_layout)
-    log.info(
-        "sqlite_layout_migrated",
-        layout=SCHEMA_VERSION,
-        promises=promises,
-        reminders=reminders,
-        seconds=round(time.perf_counter() - started, 2),
-    )
+    return True
 
 
 def _reminder_from_first_layout(old: sqlite3.Row) -> dict[str, object]:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-
-import structlog
 
 from interactions.adapters.documents import (
     from_document,
@@ -32,8 +29,6 @@ from promesa.clock import Clock
 from promesa.events import OutgoingEvent
 from promesa.pagination import Cursor
 from promesa.sqlite_store import SqliteStore
-
-log = structlog.get_logger(__name__)
 
 # The file's layout version, in `PRAGMA user_version`: 0 is the first release's (the whole JSON
 # document beside the columns), rewritten at open.
@@ -82,38 +77,24 @@ KNOWN_COLUMNS = "id, merged_into_id, erased_at, owner_id, team, profile_at, eras
 
 
 def _upgrade(conn: sqlite3.Connection, found: int) -> bool:
-    """Layout 0: its interactions are rewritten (an empty file just gets the schema), and its
-    read model of contacts gets the columns that came later."""
+    """Layout 0: its interactions are read through the whole-document decoder (the document
+    MongoDB keeps) and written in the compact form into a new table, so the rows are packed
+    again (an empty file just gets the schema); its read model of contacts gets the columns
+    that came later."""
     rewrite = bool(db.columns(conn, "interactions"))
     if rewrite:
-        _from_first_layout(conn)
+        db.rewrite(
+            conn,
+            SCHEMA,
+            found,
+            SCHEMA_VERSION,
+            {"interactions": lambda r: interaction_row(from_document(json.loads(r["doc"])))},
+        )
     present = db.columns(conn, "known_contacts")
     for column, declaration in ADDED_COLUMNS.items():
         if present and column not in present:
             conn.execute(f"ALTER TABLE known_contacts ADD COLUMN {column} {declaration}")
     return rewrite
-
-
-def _from_first_layout(conn: sqlite3.Connection) -> None:
-    """Layout 0 to 1: every interaction is read through the whole-document decoder (the
-    document MongoDB keeps) and written in the compact form into a new table, so the rows are
-    packed again."""
-    started = time.perf_counter()
-    db.set_aside(conn, "interactions", "_layout0")
-    for statement in filter(str.strip, SCHEMA.split(";")):
-        conn.execute(statement)
-    count = db.copy_rows(
-        conn,
-        "interactions_layout0",
-        "interactions",
-        lambda r: interaction_row(from_document(json.loads(r["doc"]))),
-    )
-    log.info(
-        "sqlite_layout_migrated",
-        layout=SCHEMA_VERSION,
-        interactions=count,
-        seconds=round(time.perf_counter() - started, 2),
-    )
 
 
 class SqliteInteractionStore(SqliteStore):
