@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := $(VENV)/bin/buf
 STAMP := $(VENV)/.installed
+# Python code that ruff checks: the services and their tools, and the front office (clients/).
+PY_DIRS := services devtools tests bench chaos clients/python/src/promesa_client clients/python/examples clients/cli/src
 
 export PYTHONPATH := $(CURDIR)/services:$(CURDIR)/gen:$(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -13,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml clients/cli/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -26,8 +28,8 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check services devtools tests bench chaos
-	$(VENV)/bin/ruff format --check services devtools tests bench chaos
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
 	$(BUF) lint
 

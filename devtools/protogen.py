@@ -1,4 +1,7 @@
-"""Generates the Python code for every proto under protos/ into gen/, its one home.
+"""Generates the Python code for every proto under protos/ into gen/, its one home. The client
+SDK ships the same tree: clients/python/src/crm is a symbolic link to gen/crm, so `pip install
+./clients/python` packs it (with the py.typed marker written here, which its users' type
+checkers need to read the stubs of an installed package).
 
 Run it with ``python -m devtools.protogen`` (or ``make proto``). The output is deterministic,
 so a test can regenerate into a temporary directory and compare it with gen/ byte for byte.
@@ -74,6 +77,7 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
     if result.returncode != 0:
         raise ProtogenError(f"protoc failed ({result.returncode}):\n{result.stderr}")
     _write_package_markers(out_dir)
+    (out_dir / PACKAGE / "py.typed").touch()
 
 
 def _write_package_markers(out_dir: Path) -> None:

@@ -194,6 +194,39 @@ def banner(
     return lines
 
 
+def local_profile(environ: Mapping[str, str], host: str, tokens: str) -> list[str]:
+    """The `promesa` CLI's `local` profile (dev-agent-token, user agent-1, this machine's time
+    zone), written only when the profile file has none, so a new agent needs no setup; and
+    how to use it. Nothing when the CLI is not installed or the tokens are not the dev ones."""
+    try:
+        from promesa_cli import config as cli_config
+    except ImportError:
+        return []
+    if tokens != DEV_TOKENS:
+        return []
+    path = cli_config.config_path(environ)
+    at = reachable(host)
+    lines = []
+    if not cli_config.has_profile("local", path):
+        profile = cli_config.Profile(
+            name="local",
+            contacts=f"{at}:{ports('contacts', environ)[0]}",
+            interactions=f"{at}:{ports('interactions', environ)[0]}",
+            followup=f"{at}:{ports('followup', environ)[0]}",
+            token="dev-agent-token",
+            user="agent-1",
+            time_zone=cli_config.local_time_zone(),
+        )
+        cli_config.save(profile, path)
+        lines.append(f"promesa      wrote profile 'local' (agent-1, dev-agent-token) to {path}")
+    else:
+        lines.append(f"promesa      profile 'local' in {path}")
+    default = cli_config.load_file(path).default
+    cli = "promesa" if default == "local" else "promesa --profile local"
+    lines.append(f"             in another terminal: {cli} demo; {cli} promises mine; {cli} desk")
+    return lines
+
+
 def serving(address: str) -> bool:
     """Whether the server at this address answers grpc.health.v1 with SERVING."""
     with grpc.insecure_channel(address) as channel:
@@ -294,7 +327,9 @@ def main() -> int:
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", name], env=env, start_new_session=True
             )
-        print("\n".join(banner(nats, data, host, environ, tokens, mongo)), flush=True)
+        lines = banner(nats, data, host, environ, tokens, mongo)
+        lines += local_profile(environ, host, tokens)
+        print("\n".join(lines), flush=True)
         return supervise(procs, host, environ, ready_seconds)
 
 

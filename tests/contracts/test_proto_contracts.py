@@ -156,3 +156,12 @@ def test_instants_are_timestamps_named_for_a_point_in_time() -> None:
                     continue
                 if field.message_type.full_name == "google.protobuf.Timestamp":
                     assert field.name.endswith(INSTANT_SUFFIXES), field.full_name
+
+
+def test_the_sdk_ships_the_generated_code_itself_not_a_copy() -> None:
+    # clients/python/src/crm links to gen/crm: `pip install ./clients/python` packs the very
+    # tree the services run on, so the two cannot drift apart.
+    link = REPO_ROOT / "clients" / "python" / "src" / protogen.PACKAGE
+    assert link.is_symlink()
+    assert link.resolve() == GENERATED.resolve()
+    assert (GENERATED / "py.typed").exists()

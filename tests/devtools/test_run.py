@@ -105,6 +105,8 @@ def start_make_run(data: Path, **extra: str) -> MakeRun:
         CRM_NATS_PORT=str(nats_port),
         CRM_RUN_READY_SECONDS=str(READY_WITHIN),
         CRM_LOG_LEVEL="info",
+        # The `local` profile make run writes for the promesa CLI goes here, not into ~/.config.
+        PROMESA_CONFIG=str(data / "promesa.toml"),
         **extra,
     )
     for name in SERVICES:

@@ -17,6 +17,7 @@ class Grouping(enum.StrEnum):
     TEAM = "TEAM"
     CHANNEL = "CHANNEL"
     ALL = "ALL"
+    PRIORITY = "PRIORITY"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ def _key(p: Promise, grouping: Grouping) -> str:
             return f"CHANNEL_{p.channel.value}" if p.channel else "CHANNEL_UNSPECIFIED"
         case Grouping.ALL:
             return "all"
+        case Grouping.PRIORITY:
+            # Every promise has one (an unset priority is stored as NORMAL), so no UNSPECIFIED.
+            return f"PRIORITY_{p.priority.value}"
 
 
 def compute(promises: Iterable[Promise], grouping: Grouping, now: datetime) -> list[PromiseStats]:

@@ -39,6 +39,10 @@ class _StatsGroupingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsGr
     """One row per channel; the key is the Channel value name, for example "CHANNEL_PHONE"."""
     STATS_GROUPING_ALL: _StatsGrouping.ValueType  # 4
     """A single row; the key is "all"."""
+    STATS_GROUPING_PRIORITY: _StatsGrouping.ValueType  # 5
+    """One row per priority; the key is the Priority value name, for example "PRIORITY_URGENT"
+    (a promise made without one counts as "PRIORITY_NORMAL", as it is treated).
+    """
 
 class StatsGrouping(_StatsGrouping, metaclass=_StatsGroupingEnumTypeWrapper):
     """StatsGrouping is how promise statistics are grouped into rows."""
@@ -53,6 +57,10 @@ STATS_GROUPING_CHANNEL: StatsGrouping.ValueType  # 3
 """One row per channel; the key is the Channel value name, for example "CHANNEL_PHONE"."""
 STATS_GROUPING_ALL: StatsGrouping.ValueType  # 4
 """A single row; the key is "all"."""
+STATS_GROUPING_PRIORITY: StatsGrouping.ValueType  # 5
+"""One row per priority; the key is the Priority value name, for example "PRIORITY_URGENT"
+(a promise made without one counts as "PRIORITY_NORMAL", as it is treated).
+"""
 Global___StatsGrouping: _TypeAlias = StatsGrouping  # noqa: Y015
 
 @_typing.final
@@ -749,7 +757,9 @@ class PromiseStats(_message.Message):
     HANDOFFS_PER_PROMISE_FIELD_NUMBER: _builtins.int
     ESCALATED_FIELD_NUMBER: _builtins.int
     key: _builtins.str
-    """The group: an owner id, a team, a Channel value name or "all", following the grouping."""
+    """The group: an owner id, a team, a Channel or Priority value name or "all", following the
+    grouping.
+    """
     made: _builtins.int
     """Number of promises made."""
     kept: _builtins.int
