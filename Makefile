@@ -16,9 +16,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml clients/cli/pyproject.toml
+	@# Debian's Chromium for the browser test of the feedback page (issue 15); Playwright never
+	@# downloads a browser of its own.
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 run: setup

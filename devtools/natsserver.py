@@ -121,7 +121,7 @@ def operator_user() -> NatsUser:
 # What each service consumes (DESIGN.md, plus the erasure confirmations contacts collects).
 CONSUMES: Mapping[str, tuple[StreamSpec, ...]] = {
     "contacts": (INTERACTIONS_STREAM, FOLLOWUP_STREAM),
-    "interactions": (CONTACTS_STREAM,),
+    "interactions": (CONTACTS_STREAM, FOLLOWUP_STREAM),  # customers' ratings of kept promises
     "followup": (CONTACTS_STREAM, INTERACTIONS_STREAM),
 }
 OWNS: Mapping[str, StreamSpec] = {

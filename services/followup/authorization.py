@@ -52,6 +52,10 @@ RULES = {
         " (and their own), a supervisor's team's; across teams needs a supervisor with no team"
         " or a service"
     ),
+    "ListServiceLevelBreaches": (
+        "list_service_level_breaches: judged over the promises the caller may read, as statistics"
+        " are (get_promise_stats)"
+    ),
     "StreamReminders": (
         "stream_reminders: a user's reminders are streamed to that user only (and to services)"
     ),
@@ -151,6 +155,11 @@ def delivery_visible(who: Identity, d: ReminderDelivery, promise: Promise | None
 
 def get_promise_stats(who: Identity, p: Promise) -> bool:
     """Whether the promise counts in the caller's statistics: never refused, narrowed."""
+    return may_read(who, p)
+
+
+def list_service_level_breaches(who: Identity, p: Promise) -> bool:
+    """Whether the promise is looked at for the caller's breaches: never refused, narrowed."""
     return may_read(who, p)
 
 

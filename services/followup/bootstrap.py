@@ -16,13 +16,16 @@ from followup.adapters.notifiers import EmailNotifier, WebhookNotifier
 from followup.adapters.reminder_feed import NatsReminderFeed
 from followup.adapters.sqlite_store import SqlitePromiseStore
 from followup.domain.reminders import ReminderPolicy
+from followup.domain.service_levels import SUPERVISOR
 from followup.entrypoints import contacts_consumer, interactions_consumer
+from followup.entrypoints.feedback_page import FeedbackPage
 from followup.entrypoints.grpc_api import SERVICE_NAME, FollowupServicer
-from followup.noticing import CustomerNotifier
+from followup.noticing import CustomerNotifier, FeedbackLinks
 from followup.ports import NoticeChannel, Notifier, PromiseStore
 from followup.reminding import NATS, ReminderScheduler, WakingWrites
 from followup.settings import FollowupSettings
 from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
+from followup.usecases.commands import SatisfactionSurvey
 from followup.usecases.planning import PromisePlanner
 from promesa.bus import FOLLOWUP_STREAM
 from promesa.clock import Clock, SystemClock
@@ -83,6 +86,7 @@ class FollowupApp:
     reactions: PromiseReactions
     scheduler: ReminderScheduler
     customer_notifier: CustomerNotifier
+    feedback_page: FeedbackPage | None = None  # set when CRM_FEEDBACK_SIGNING_KEY is
 
 
 async def build(
@@ -95,7 +99,7 @@ async def build(
     lets tests watch every delivery."""
     clock = clock or SystemClock()
     common = settings.common
-    if "*" not in settings.team_supervisors:
+    if "*" not in settings.team_supervisors and not settings.levels.recipient("*", SUPERVISOR):
         # Said once at boot: an overdue promise of such a team is never escalated.
         log.warning(
             "no_default_supervisor",
@@ -110,20 +114,26 @@ async def build(
 
     own_notifiers = notifiers_for(settings)
     notifiers = [*own_notifiers, *extra_notifiers]
+    levels = settings.levels  # the policy file's, or today's rules
     policy = ReminderPolicy(
         escalate_after=settings.escalate_after,
         escalate_every=settings.escalate_every,
         max_attempts=settings.reminder_max_attempts,
         retry_base=settings.reminder_retry_base,
         notifiers=(NATS, *(n.name for n in notifiers)),
+        levels=levels,
     )
+
+    def supervisor_of(team: str) -> str:
+        return levels.recipient(team, SUPERVISOR) or settings.supervisor_of(team)
+
     planner = PromisePlanner(
         policy,
-        settings.supervisor_of,
+        supervisor_of,
         max_handoffs=settings.max_handoffs,
         notify_when_made=settings.customer_notices,
     )
-    queries = PromiseQueries(store, clock, NatsReminderFeed(bus))
+    queries = PromiseQueries(store, clock, NatsReminderFeed(bus), policy=policy)
     commands = PromiseCommands(
         store,
         writes,
@@ -131,6 +141,7 @@ async def build(
         queries=queries,
         planner=planner,
         promise_horizon=common.promise_horizon,
+        ask_satisfaction=settings.feedback is not None,
     )
     reactions = PromiseReactions(
         store,
@@ -143,8 +154,26 @@ async def build(
     )
 
     contacts = GrpcContactDirectory(settings.contacts_address, settings.service_token)
+    feedback = settings.feedback
     customer_notifier = CustomerNotifier(
-        store, clock, contacts=contacts, channels=notice_channels_for(settings), policy=policy
+        store,
+        clock,
+        contacts=contacts,
+        channels=notice_channels_for(settings),
+        policy=policy,
+        links=FeedbackLinks(feedback.signing_key, feedback.base_url, feedback.link_valid_for)
+        if feedback is not None
+        else None,
+    )
+    # The customers' satisfaction page, on its own port beside gRPC, stopped with the service.
+    feedback_page = (
+        FeedbackPage(
+            SatisfactionSurvey(store, writes, clock, key=feedback.signing_key),
+            feedback.host,
+            feedback.port,
+        )
+        if feedback is not None
+        else None
     )
     scheduler = ReminderScheduler(
         store,
@@ -196,7 +225,10 @@ async def build(
             interactions_consumer.subscription(reactions),
             contacts_consumer.subscription(reactions),
         ],
-        workers=[reminding] if settings.scheduler_enabled else [],
+        workers=[
+            *([reminding] if settings.scheduler_enabled else []),
+            *([feedback_page] if feedback_page is not None else []),
+        ],
         close_store=close,
     )
     return FollowupApp(
@@ -207,4 +239,5 @@ async def build(
         reactions=reactions,
         scheduler=scheduler,
         customer_notifier=customer_notifier,
+        feedback_page=feedback_page,
     )

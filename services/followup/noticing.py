@@ -9,20 +9,41 @@ from the contacts service at this moment and are used for this message only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
-from followup.domain import notices
+from followup.domain import feedback, notices
 from followup.domain.contacts import ContactPreferences
 from followup.domain.events import CustomerNoticeSent, PromiseEvent
 from followup.domain.model import Promise
-from followup.domain.reminders import DeliveryAttempt, ReminderDelivery, ReminderPolicy
+from followup.domain.reminders import (
+    DeliveryAttempt,
+    NoticeTemplate,
+    ReminderDelivery,
+    ReminderPolicy,
+)
 from followup.ports import ContactDirectory, NoticeChannel, PromiseStore
 from promesa.clock import Clock
 
 log = structlog.get_logger(__name__)
 
 CONTACTS = "contacts"  # the name of an attempt that failed at the contacts service
+
+
+@dataclass(frozen=True)
+class FeedbackLinks:
+    """Signed links to the satisfaction page (`entrypoints/feedback_page.py`): `base_url` is
+    where customers reach it (CRM_FEEDBACK_BASE_URL), valid for `valid_for` once sent."""
+
+    key: bytes = field(repr=False)
+    base_url: str
+    valid_for: timedelta
+
+    def url(self, request_id: str, promise: Promise, now: datetime) -> str:
+        link = feedback.Link(request_id, promise.id, promise.contact_id, now + self.valid_for)
+        return f"{self.base_url.rstrip('/')}/feedback/{feedback.sign(link, self.key)}"
 
 
 class CustomerNotifier:
@@ -34,7 +55,10 @@ class CustomerNotifier:
         contacts: ContactDirectory,
         channels: Sequence[NoticeChannel],
         policy: ReminderPolicy,
+        links: FeedbackLinks | None = None,
     ) -> None:
+        """`links` makes the signed links of satisfaction requests (None: none are sent)."""
+        self._links = links
         self._store = store
         self._clock = clock
         self._contacts = contacts
@@ -77,7 +101,12 @@ class CustomerNotifier:
         if not address:
             return self._drop(r, f"the contact has no {send.channel.value} address"), []
         channel = self._channels[send.channel]
-        message = notices.render(send, promise, prefs, card.name)
+        link = ""
+        if send.template is NoticeTemplate.SATISFACTION_REQUEST:
+            if self._links is None:
+                return self._drop(r, "satisfaction requests are not set up"), []
+            link = self._links.url(r.id, promise, self._clock.now())
+        message = notices.render(send, promise, prefs, card.name, link)
         try:
             await channel.send(r.id, message, address)
         except Exception as exc:  # a channel's errors name no address (see NoticeChannel)

@@ -52,7 +52,6 @@ from followup.domain.reminders import (
     ReminderDelivery,
     ReminderKind,
     ReminderPolicy,
-    delivery,
 )
 from followup.lanes import Admission, Lane
 from followup.noticing import CustomerNotifier
@@ -514,13 +513,10 @@ class ReminderScheduler:
             overdue = promise.status is Status.OPEN and now >= promise.due_at
             reason = "overdue" if overdue else f"handed over {promise.handoff_count} times"
             updated, events = lifecycle.escalate(promise, r.recipient_id, reason, now)
-            if overdue:  # repeated daily while overdue
-                at = self._policy.next_escalation(updated, r.scheduled_at)
-                change.added.append(
-                    delivery(
-                        updated, ReminderKind.ESCALATION, at, r.recipient_id, self._policy, new_id()
-                    )
-                )
+            if overdue:  # the ladder's next step, the last one repeated while overdue
+                following = self._policy.following(updated, r, new_id())
+                if following is not None:
+                    change.added.append(following)
         else:
             return
         if events:

@@ -4,15 +4,18 @@ and customer notices."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from followup.adapters.policy_file import service_levels_from_setting
+from followup.domain.service_levels import ServiceLevels
 from promesa.settings import CommonSettings, ConfigError, Env
 
 GRPC_PORT = 50053
 # Events carry promise texts: kept as long as a consumer may need to catch up, no longer.
 STREAM_MAX_AGE_DAYS = 90
 METRICS_PORT = 9103
+FEEDBACK_PORT = 8093  # the customers' satisfaction page (HTTP)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,21 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    """The customer's voice (CRM_FEEDBACK_*): on when CRM_FEEDBACK_SIGNING_KEY is set. A kept
+    promise then sends the customer a satisfaction request whose link (HMAC-SHA256 with the
+    key) is valid `link_days` (14) and opens the page served on `port` (8093) of `host`
+    (CRM_FEEDBACK_HOST, default CRM_GRPC_HOST), reached by customers at `base_url`
+    (CRM_FEEDBACK_BASE_URL, default http://localhost:<port>)."""
+
+    signing_key: bytes = field(repr=False)
+    host: str
+    port: int
+    base_url: str
+    link_valid_for: timedelta
+
+
+@dataclass(frozen=True)
 class FollowupSettings:
     common: CommonSettings
     max_handoffs: int
@@ -86,10 +104,34 @@ class FollowupSettings:
     scheduler_enabled: bool = True
     contacts_address: str = "127.0.0.1:50051"
     service_token: str = field(default="", repr=False)
+    feedback: FeedbackSettings | None = None  # satisfaction requests and their page
+    # The policy file (CRM_SERVICE_LEVELS) as read at boot; None: today's rules (`levels`).
+    service_levels: ServiceLevels | None = None
 
     def supervisor_of(self, team: str) -> str:
         """The team's supervisor; `*` in CRM_TEAM_SUPERVISORS names the one for other teams."""
         return self.team_supervisors.get(team) or self.team_supervisors.get("*", "")
+
+    @property
+    def levels(self) -> ServiceLevels:
+        """The service levels: the policy file's, else today's rules from the settings."""
+        return self.service_levels or ServiceLevels.defaults(
+            escalate_after=self.escalate_after,
+            escalate_every=self.escalate_every,
+            supervisors=self.team_supervisors,
+        )
+
+    def with_service_levels(self, path: str) -> FollowupSettings:
+        """With the policy file `path` read (a ConfigError naming its line when it is wrong);
+        an empty path keeps today's rules. The file's default policy takes what it leaves
+        out from CRM_ESCALATE_AFTER_HOURS and CRM_ESCALATE_EVERY_HOURS."""
+        levels = service_levels_from_setting(
+            path,
+            escalate_after=self.escalate_after,
+            escalate_every=self.escalate_every,
+            supervisors=self.team_supervisors,
+        )
+        return replace(self, service_levels=levels)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> FollowupSettings:
@@ -154,7 +196,8 @@ class FollowupSettings:
             scheduler_enabled=env.flag("CRM_SCHEDULER_ENABLED", True),
             contacts_address=_address(env.text("CRM_CONTACTS_ADDRESS", "127.0.0.1:50051")),
             service_token=token,
-        )
+            feedback=_feedback(env, smtp),
+        ).with_service_levels(env.text("CRM_SERVICE_LEVELS", ""))
 
 
 def parse_supervisors(spec: str) -> Mapping[str, str]:
@@ -224,6 +267,31 @@ def _smtp(env: Env) -> SmtpSettings | None:
         customer_sender=env.text("CRM_NOTICE_FROM", sender),
         username=username,
         password=password,
+    )
+
+
+def _feedback(env: Env, smtp: SmtpSettings | None) -> FeedbackSettings | None:
+    key = env.text("CRM_FEEDBACK_SIGNING_KEY", "")
+    if not key:
+        return None
+    if len(key) < 32:
+        raise ConfigError("CRM_FEEDBACK_SIGNING_KEY must be at least 32 characters (HMAC-SHA256)")
+    if smtp is None:
+        raise ConfigError(
+            "CRM_FEEDBACK_SIGNING_KEY needs CRM_SMTP_HOST: satisfaction requests go by email"
+        )
+    port = env.integer("CRM_FEEDBACK_PORT", FEEDBACK_PORT, minimum=0, maximum=65535)
+    base_url = env.text("CRM_FEEDBACK_BASE_URL", f"http://localhost:{port}")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"CRM_FEEDBACK_BASE_URL={base_url!r} is not an http(s) URL")
+    return FeedbackSettings(
+        signing_key=key.encode("utf-8"),
+        host=env.text("CRM_FEEDBACK_HOST", env.text("CRM_GRPC_HOST", "0.0.0.0")),
+        port=port,
+        base_url=base_url,
+        link_valid_for=timedelta(
+            days=env.number("CRM_FEEDBACK_LINK_DAYS", 14.0, minimum=0.001, maximum=365.0)
+        ),
     )
 
 

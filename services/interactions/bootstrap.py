@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
 from interactions.adapters import event_codec
 from interactions.adapters.sqlite_store import SqliteInteractionStore
-from interactions.entrypoints import contacts_consumer
+from interactions.entrypoints import contacts_consumer, followup_consumer
 from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
@@ -67,7 +67,10 @@ async def build(settings: InteractionsSettings, clock: Clock | None = None) -> I
         dead_letters=store.record_dead_letter,
         store=store,
         clock=clock,
-        subscriptions=[contacts_consumer.subscription(reactions)],
+        subscriptions=[
+            contacts_consumer.subscription(reactions),
+            followup_consumer.subscription(reactions),
+        ],
         close_store=store.close,
     )
     runtime = Runtime(common, bus, parts)

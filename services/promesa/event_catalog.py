@@ -111,6 +111,7 @@ FOLLOWUP = EventCatalog(
         "promise_escalated": followup_events.PromiseEscalated,
         "reminder_sent": followup_events.ReminderSent,
         "customer_notice_sent": followup_events.CustomerNoticeSent,
+        "customer_satisfaction_given": followup_events.CustomerSatisfactionGiven,
         "contact_erasure_confirmed": followup_events.ContactErasureConfirmed,
     },
 )

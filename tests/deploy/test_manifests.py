@@ -56,6 +56,7 @@ SECRETS = {
         "smtp-username",
         "smtp-password",
         "service-token",
+        "feedback-signing-key",
     },
     "mongodb-admin": {"username", "password", "keyfile"},
     "nats-users": {f"{user}-password" for user in (*NATS_SERVICES, OPERATOR, ADMIN)},
@@ -298,7 +299,9 @@ def test_services_probe_grpc_health_on_their_named_grpc_port(overlay: str, servi
     (container,) = pod_spec(deployment)["containers"]
 
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"grpc": grpc_port, "metrics": metrics_port}
+    # followup also serves the customers' satisfaction page over HTTP.
+    http = {"http": 8093} if service == "followup" else {}
+    assert ports == {"grpc": grpc_port, "metrics": metrics_port, **http}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, f"{service} {probe}"
 
@@ -312,6 +315,8 @@ def test_services_probe_grpc_health_on_their_named_grpc_port(overlay: str, servi
     assert service_ports["grpc"]["port"] == grpc_port
     assert service_ports["grpc"]["targetPort"] == "grpc"
     assert service_ports["metrics"]["targetPort"] == "metrics"
+    for name, port in http.items():
+        assert (service_ports[name]["port"], service_ports[name]["targetPort"]) == (port, name)
 
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
@@ -628,6 +633,7 @@ EXPECTED_INGRESS = {
     ("nats", "nats", "TCP/6222"),
     *((peer, "mongodb", "TCP/27017") for peer in (*SERVICES, "mongodb-init", "mongodb")),
     ("followup", "contacts", "TCP/50051"),
+    *((peer, "followup", "TCP/http") for peer in _FRONT_OFFICE),  # the satisfaction page
 }
 EXPECTED_EGRESS = {
     *((app, "kube-dns", f"{protocol}/53") for app in _APPS for protocol in ("UDP", "TCP")),

@@ -39,6 +39,11 @@ SUBJECTS: list[tuple[EventCatalog, type[Message], str]] = [
     (FOLLOWUP, followup_events.PromiseEscalated, "crm.followup.promise_escalated"),
     (FOLLOWUP, followup_events.ReminderSent, "crm.followup.reminder_sent"),
     (FOLLOWUP, followup_events.CustomerNoticeSent, "crm.followup.customer_notice_sent"),
+    (
+        FOLLOWUP,
+        followup_events.CustomerSatisfactionGiven,
+        "crm.followup.customer_satisfaction_given",
+    ),
     (FOLLOWUP, followup_events.ContactErasureConfirmed, "crm.followup.contact_erasure_confirmed"),
 ]
 

@@ -28,6 +28,7 @@ from followup.domain.reminders import (
     ReminderDelivery,
     ReminderKind,
 )
+from followup.domain.service_levels import Relationship
 
 Document = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,6 +95,7 @@ def promise_doc(p: Promise) -> Document:
         "priority": p.priority.value,
         "source_interaction_id": p.source_interaction_id,
         "follows_promise_id": p.follows_promise_id,
+        "service_level": p.service_level,
         "status": p.status.value,
         "cancel_reason": p.cancel_reason,
         "kept_at": _ts(p.kept_at),
@@ -102,6 +104,9 @@ def promise_doc(p: Promise) -> Document:
         "customer_confirmed": p.customer_confirmed,
         "confirmed_at": _ts(p.confirmed_at),
         "satisfaction": p.satisfaction,
+        "satisfaction_by_customer": p.satisfaction_by_customer,
+        "satisfaction_comment": p.satisfaction_comment,
+        "satisfaction_requested_at": _ts(p.satisfaction_requested_at),
         "handoff_count": p.handoff_count,
         "renegotiation_count": p.renegotiation_count,
         "paused_total": p.paused_total.total_seconds(),
@@ -134,6 +139,7 @@ def promise_from(d: Document) -> Promise:
         priority=Priority(d["priority"]),
         source_interaction_id=d["source_interaction_id"],
         follows_promise_id=d["follows_promise_id"],
+        service_level=d.get("service_level", ""),  # absent before service levels
         status=Status(d["status"]),
         cancel_reason=d["cancel_reason"],
         kept_at=_dt(d["kept_at"]),
@@ -142,6 +148,10 @@ def promise_from(d: Document) -> Promise:
         customer_confirmed=d["customer_confirmed"],
         confirmed_at=_dt(d["confirmed_at"]),
         satisfaction=d["satisfaction"],
+        # Absent from documents written before the customer's voice: never asked, never rated.
+        satisfaction_by_customer=d.get("satisfaction_by_customer", False),
+        satisfaction_comment=d.get("satisfaction_comment", ""),
+        satisfaction_requested_at=_dt(d.get("satisfaction_requested_at")),
         handoff_count=d["handoff_count"],
         renegotiation_count=d["renegotiation_count"],
         paused_total=timedelta(seconds=d["paused_total"]),
@@ -175,6 +185,7 @@ def delivery_doc(r: ReminderDelivery) -> Document:
         "rounds": r.rounds,
         "announced": r.announced,
         "notice": notice_doc(r.notice) if r.notice else None,
+        "lead": r.lead.total_seconds() if r.lead is not None else None,
     }
 
 
@@ -197,6 +208,7 @@ def delivery_from(d: Document) -> ReminderDelivery:
         rounds=d["rounds"],
         announced=d["announced"],
         notice=notice_from(d["notice"]) if d.get("notice") else None,  # absent before notices
+        lead=timedelta(seconds=d["lead"]) if d.get("lead") is not None else None,
     )
 
 
@@ -236,6 +248,7 @@ def profile_doc(c: ContactPreferences) -> Document:
         if c.quiet_hours
         else None,
         "discreet": c.discreet,
+        "relationship": c.relationship.value if c.relationship else None,
         "changed_at": _ts(c.changed_at),
     }
 
@@ -251,6 +264,7 @@ def profile_from(d: Document) -> ContactPreferences:
         consents=tuple((Channel(ch), bool(g)) for ch, g in d["consents"]),
         quiet_hours=QuietHours(quiet[0], quiet[1]) if quiet else None,
         discreet=d["discreet"],
+        relationship=Relationship(d["relationship"]) if d.get("relationship") else None,
         changed_at=_dt(d.get("changed_at")),  # absent before profiles were ordered
     )
 
@@ -297,6 +311,7 @@ _PROMISE_DEFAULTS: Document = {
     "priority": Priority.NORMAL.value,
     "source_interaction_id": "",
     "follows_promise_id": "",
+    "service_level": "",
     "cancel_reason": "",
     "kept_at": None,
     "kept_on_time": False,
@@ -304,6 +319,9 @@ _PROMISE_DEFAULTS: Document = {
     "customer_confirmed": False,
     "confirmed_at": None,
     "satisfaction": 0,
+    "satisfaction_by_customer": False,
+    "satisfaction_comment": "",
+    "satisfaction_requested_at": None,
     "handoff_count": 0,
     "renegotiation_count": 0,
     "paused_total": 0,
@@ -317,6 +335,7 @@ _DELIVERY_DEFAULTS: Document = {
     "rounds": 0,
     "announced": False,
     "notice": None,
+    "lead": None,
 }
 _NOTICE_DEFAULTS: Document = {
     "renegotiation": 0,
@@ -353,6 +372,7 @@ def promise_row(p: Promise) -> Document:
         "priority": p.priority.value,
         "source_interaction_id": p.source_interaction_id,
         "follows_promise_id": p.follows_promise_id,
+        "service_level": p.service_level,
         "cancel_reason": p.cancel_reason,
         "kept_at": _us(p.kept_at),
         "kept_on_time": p.kept_on_time,
@@ -360,6 +380,9 @@ def promise_row(p: Promise) -> Document:
         "customer_confirmed": p.customer_confirmed,
         "confirmed_at": _us(p.confirmed_at),
         "satisfaction": p.satisfaction,
+        "satisfaction_by_customer": p.satisfaction_by_customer,
+        "satisfaction_comment": p.satisfaction_comment,
+        "satisfaction_requested_at": _us(p.satisfaction_requested_at),
         "handoff_count": p.handoff_count,
         "renegotiation_count": p.renegotiation_count,
         "paused_total": p.paused_total // MICROSECOND,
@@ -408,6 +431,7 @@ def promise_from_row(row: Columns) -> Promise:
         priority=Priority(d["priority"]),
         source_interaction_id=d["source_interaction_id"],
         follows_promise_id=d["follows_promise_id"],
+        service_level=d["service_level"],
         status=Status(row["status"]),
         cancel_reason=d["cancel_reason"],
         kept_at=_at(d["kept_at"]),
@@ -416,6 +440,9 @@ def promise_from_row(row: Columns) -> Promise:
         customer_confirmed=d["customer_confirmed"],
         confirmed_at=_at(d["confirmed_at"]),
         satisfaction=d["satisfaction"],
+        satisfaction_by_customer=d["satisfaction_by_customer"],
+        satisfaction_comment=d["satisfaction_comment"],
+        satisfaction_requested_at=_at(d["satisfaction_requested_at"]),
         handoff_count=d["handoff_count"],
         renegotiation_count=d["renegotiation_count"],
         paused_total=d["paused_total"] * MICROSECOND,
@@ -442,6 +469,7 @@ def delivery_row(r: ReminderDelivery, *, claimed: bool = False) -> Document:
         "rounds": r.rounds,
         "announced": r.announced,
         "notice": _notice_row(r.notice) if r.notice else None,
+        "lead": r.lead // MICROSECOND if r.lead is not None else None,
     }
     if r.recipient_id != r.owner_id:
         rest["recipient_id"] = r.recipient_id
@@ -486,6 +514,7 @@ def delivery_from_row(row: Columns) -> ReminderDelivery:
         rounds=d["rounds"],
         announced=d["announced"],
         notice=_notice_from_row(notice) if notice else None,
+        lead=d["lead"] * MICROSECOND if d["lead"] is not None else None,
     )
 
 

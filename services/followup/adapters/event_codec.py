@@ -16,6 +16,7 @@ from followup.domain.events import (
     POLICY_ACTOR,
     ContactErasureConfirmed,
     CustomerNoticeSent,
+    CustomerSatisfactionGiven,
     PromiseCancelled,
     PromiseEscalated,
     PromiseEvent,
@@ -41,7 +42,7 @@ from promesa.codec import outgoing
 from promesa.event_catalog import FOLLOWUP, subject_token
 from promesa.events import OutgoingEvent
 from promesa.ids import derived_id
-from promesa.protos import to_timestamp
+from promesa.protos import to_duration, to_timestamp
 
 SOURCE = "promesa/followup"
 REMINDERS_PREFIX = "crm.followup.reminders"
@@ -75,6 +76,8 @@ def reminder_message(r: ReminderDelivery, p: Promise, discreet: bool) -> reminde
         promise_kind=KIND.to_proto(p.kind),
         priority=PRIORITY.to_proto(p.priority),
         scheduled_at=to_timestamp(r.scheduled_at),
+        lead=to_duration(r.lead),
+        service_level=p.service_level,
     )
 
 
@@ -193,6 +196,17 @@ def encode(event: PromiseEvent) -> OutgoingEvent:
                 template=NOTICE_TEMPLATE.to_proto(notice.template if notice else None),
                 reason=NOTICE_REASON.to_proto(notice.reason if notice else None),
                 actor=POLICY_ACTOR,
+                occurred_at=to_timestamp(at),
+            )
+        case CustomerSatisfactionGiven(p, score, actor, at):
+            about, contact = p.id, p.contact_id
+            event_id = derived_id("customer_satisfaction_given", p.id)  # a promise is rated once
+            message = events_pb.CustomerSatisfactionGiven(
+                promise_id=p.id,
+                contact_id=p.contact_id,
+                source_interaction_id=p.source_interaction_id,
+                score=score,
+                actor=actor,
                 occurred_at=to_timestamp(at),
             )
         case ContactErasureConfirmed(contact_id, at):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from followup.domain.model import Channel
+from followup.domain.service_levels import Relationship
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class ContactPreferences:
     consents: tuple[tuple[Channel, bool], ...] = ()
     quiet_hours: QuietHours | None = None
     discreet: bool = False
+    # Outside customer or internal one: service-level policies may match on it.
+    relationship: Relationship | None = None
     # When the contacts service made the change these preferences come from: an older one
     # heard late never replaces them. None (not said) always replaces.
     changed_at: datetime | None = None

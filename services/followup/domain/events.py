@@ -95,6 +95,16 @@ class CustomerNoticeSent:
 
 
 @dataclass(frozen=True)
+class CustomerSatisfactionGiven:
+    """The customer rated their kept promise through the request's link (never the comment)."""
+
+    promise: Promise
+    score: int
+    actor: str  # customer:<contact id>
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class ContactErasureConfirmed:
     """The service holds nothing more about an erased contact: its promises' texts are gone,
     the database is scrubbed and its messages are purged from the service's stream (the
@@ -115,5 +125,6 @@ PromiseEvent = (
     | ReminderDue
     | ReminderSent
     | CustomerNoticeSent
+    | CustomerSatisfactionGiven
     | ContactErasureConfirmed
 )

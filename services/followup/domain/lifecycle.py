@@ -185,6 +185,7 @@ def erase(p: Promise, now: datetime) -> Result:
             p,
             text=ERASED_TEXT,
             evidence=replace(p.evidence, note=""),
+            satisfaction_comment="",
             history=scrubbed,
             erased_at=now,
             version=p.version + 1,

@@ -126,6 +126,9 @@ class Promise:
     priority: Priority = Priority.NORMAL
     source_interaction_id: str = ""
     follows_promise_id: str = ""
+    # The service-level policy that applied when the promise was made (its name in the policy
+    # file, "default" otherwise): its reminders, warning and escalations follow it.
+    service_level: str = ""
     status: Status = Status.OPEN
     cancel_reason: str = ""
     kept_at: datetime | None = None
@@ -134,6 +137,11 @@ class Promise:
     customer_confirmed: bool = False
     confirmed_at: datetime | None = None
     satisfaction: int = 0
+    # The customer gave `satisfaction` themself, through the satisfaction request's link (else
+    # staff entered it for them); their optional comment is personal data, erased with them.
+    satisfaction_by_customer: bool = False
+    satisfaction_comment: str = ""
+    satisfaction_requested_at: datetime | None = None  # when the customer was asked how we did
     handoff_count: int = 0
     renegotiation_count: int = 0
     paused_total: timedelta = ZERO

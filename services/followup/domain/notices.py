@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from followup.domain.contacts import ContactPreferences, notice_channel, outside_quiet_hours
-from followup.domain.model import Channel, Promise, PromiseKind
+from followup.domain.model import Channel, Promise, PromiseKind, Status
 from followup.domain.reminders import (
     DeliveryAttempt,
     NoticeReason,
@@ -96,7 +96,12 @@ def decide(
         return Drop("promise not found")
     if p.erased_at is not None:
         return Drop(CONTACT_ERASED)
-    if not p.is_open:
+    if notice.reason is NoticeReason.PROMISE_KEPT:
+        if p.status is not Status.KEPT:
+            return Drop(f"promise {p.status.value.lower()}: nothing to rate")
+        if p.customer_confirmed:
+            return Drop("the customer's satisfaction is recorded already")
+    elif not p.is_open:
         return Drop(f"promise {p.status.value.lower()} before the notice went out")
     if p.renegotiation_count > notice.renegotiation:
         return Drop("superseded by the notice of a later renegotiation")
@@ -111,7 +116,9 @@ def decide(
     quiet_until = outside_quiet_hours(prefs, now)
     if quiet_until > now:
         return Hold(quiet_until)
-    if prefs.discreet:
+    if notice.reason is NoticeReason.PROMISE_KEPT:
+        template = NoticeTemplate.SATISFACTION_REQUEST  # discreet: no name, kind nor reference
+    elif prefs.discreet:
         template = NoticeTemplate.PLEASE_CONTACT_US
     elif notice.reason is NoticeReason.PROMISE_MADE:
         template = NoticeTemplate.IN_HAND
@@ -220,11 +227,16 @@ def local_time(at: datetime, prefs: ContactPreferences) -> str:
     )
 
 
-def render(send: Send, p: Promise, prefs: ContactPreferences, name: str) -> NoticeMessage:
+def render(
+    send: Send, p: Promise, prefs: ContactPreferences, name: str, link: str = ""
+) -> NoticeMessage:
     """The message for the customer. `name` is the name they like to be called by, fetched for
-    this message only; a discreet contact's message has no name, no date and no reference."""
+    this message only; a discreet contact's message has no name, no date and no reference.
+    `link` is the satisfaction request's signed link (template SATISFACTION_REQUEST)."""
     if send.template is NoticeTemplate.PLEASE_CONTACT_US:
         return PLEASE_CONTACT_US
+    if send.template is NoticeTemplate.SATISFACTION_REQUEST:
+        return satisfaction_request(p, prefs, name, link)
     greeting = f"Dear {name}," if name else "Hello,"
     promised = f"{WHAT_WE_WILL_DO[p.kind]} by {local_time(send.due_at, prefs)}"
     if send.template is NoticeTemplate.IN_HAND:
@@ -233,3 +245,69 @@ def render(send: Send, p: Promise, prefs: ContactPreferences, name: str) -> Noti
         subject = "A new date for your request"
         line = f"As agreed with you, the date has moved: {promised}."
     return NoticeMessage(subject, f"{greeting}\n\n{line}\n\nYour reference: {p.id}\n")
+
+
+# The sort of commitment kept, in the customer's words (never the agent's own text), by language.
+WHAT_WE_DID = {
+    "en": {
+        PromiseKind.CALL_BACK: "We promised to call you back.",
+        PromiseKind.RESOLVE_COMPLAINT: "We promised to resolve your complaint.",
+        PromiseKind.DELIVER: "We promised to deliver something to you.",
+        PromiseKind.SEND_INFORMATION: "We promised to send you the information you asked for.",
+        PromiseKind.VISIT: "We promised to visit you.",
+        PromiseKind.WIN_BACK: "We promised to be in touch.",
+        PromiseKind.OTHER: "We promised to get back to you.",
+    },
+    "es": {
+        PromiseKind.CALL_BACK: "Le prometimos devolverle la llamada.",
+        PromiseKind.RESOLVE_COMPLAINT: "Le prometimos resolver su reclamación.",
+        PromiseKind.DELIVER: "Le prometimos hacerle una entrega.",
+        PromiseKind.SEND_INFORMATION: "Le prometimos enviarle la información que pidió.",
+        PromiseKind.VISIT: "Le prometimos visitarle.",
+        PromiseKind.WIN_BACK: "Le prometimos ponernos en contacto.",
+        PromiseKind.OTHER: "Le prometimos responderle.",
+    },
+}
+LANGUAGES = tuple(WHAT_WE_DID)
+_REQUEST = {
+    "en": (
+        "How did we do?",
+        "Dear {name},",
+        "Hello,",
+        "Please tell us how we did (1 to 5), it takes a few seconds:",
+        "Your reference: {ref}",
+    ),
+    "es": (
+        "¿Qué tal lo hicimos?",
+        "Estimado/a {name}:",
+        "Hola:",
+        "Díganos qué tal lo hicimos (de 1 a 5), solo le llevará unos segundos:",
+        "Su referencia: {ref}",
+    ),
+}
+
+
+def language(*wanted: str) -> str:
+    """The first wanted language we have words for (`es-ES` counts as `es`), else English."""
+    for tag in wanted:
+        base = tag.strip().lower().replace("_", "-").split("-")[0]
+        if base in WHAT_WE_DID:
+            return base
+    return "en"
+
+
+def what_we_did(kind: PromiseKind, lang: str) -> str:
+    return WHAT_WE_DID.get(lang, WHAT_WE_DID["en"])[kind]
+
+
+def satisfaction_request(
+    p: Promise, prefs: ContactPreferences, name: str, link: str, lang: str = "en"
+) -> NoticeMessage:
+    """The question ("how did we do?") with the link; for a discreet contact, the question and
+    the link only (no name, no sort of commitment, no reference)."""
+    subject, dear, hello, ask, ref = _REQUEST.get(lang, _REQUEST["en"])
+    if prefs.discreet:
+        return NoticeMessage(subject, f"{hello}\n\n{ask}\n{link}\n")
+    greeting = dear.format(name=name) if name else hello
+    body = f"{greeting}\n\n{what_we_did(p.kind, lang)}\n{ask}\n{link}\n\n{ref.format(ref=p.id)}\n"
+    return NoticeMessage(subject, body)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from crm.contacts.v1 import events_pb2 as contacts_events
 from followup.domain.contacts import ContactPreferences, QuietHours
-from followup.entrypoints.proto_mapping import CONTACT_CHANNEL
+from followup.entrypoints.proto_mapping import CONTACT_CHANNEL, CONTACT_RELATIONSHIP
 from followup.usecases import PromiseReactions
 from promesa.bus import CONTACTS_STREAM
 from promesa.event_catalog import CONTACTS, require
@@ -45,6 +45,7 @@ def preferences_from(
         if p.HasField("quiet_hours")
         else None,
         discreet=p.discreet,
+        relationship=CONTACT_RELATIONSHIP.read(p.relationship),
         changed_at=changed_at,
     )
 

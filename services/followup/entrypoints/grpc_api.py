@@ -6,7 +6,11 @@ from collections.abc import AsyncIterator
 
 from crm.followup.v1 import followup_service_pb2 as followup_pb
 from crm.followup.v1 import followup_service_pb2_grpc as followup_grpc
+from crm.followup.v1 import promise_pb2
+from followup.domain.model import Promise
 from followup.entrypoints.proto_mapping import (
+    breach_to_proto,
+    breach_window_from_request,
     delivery_to_proto,
     draft_from_proto,
     evidence_from_proto,
@@ -37,19 +41,23 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         self._commands = commands
         self._queries = queries
         self._clock = clock
+        self._policy = queries.policy
+
+    def _proto(self, promise: Promise) -> promise_pb2.Promise:
+        return promise_to_proto(promise, self._clock, self._policy)
 
     async def CreatePromise(
         self, request: followup_pb.CreatePromiseRequest, context: Context
     ) -> followup_pb.CreatePromiseResponse:
         draft = draft_from_proto(request.promise)
         promise = await self._commands.create(draft, request.request_id, current_identity())
-        return followup_pb.CreatePromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.CreatePromiseResponse(promise=self._proto(promise))
 
     async def GetPromise(
         self, request: followup_pb.GetPromiseRequest, context: Context
     ) -> followup_pb.GetPromiseResponse:
         promise = await self._queries.get(request.id, current_identity())
-        return followup_pb.GetPromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.GetPromiseResponse(promise=self._proto(promise))
 
     async def ListPromises(
         self, request: followup_pb.ListPromisesRequest, context: Context
@@ -62,7 +70,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
             current_identity(),
         )
         return followup_pb.ListPromisesResponse(
-            promises=[promise_to_proto(p, self._clock) for p in page.items],
+            promises=[self._proto(p) for p in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -72,7 +80,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         promise = await self._commands.keep(
             request.id, request.etag, evidence_from_proto(request.evidence), current_identity()
         )
-        return followup_pb.KeepPromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.KeepPromiseResponse(promise=self._proto(promise))
 
     async def ReassignPromise(
         self, request: followup_pb.ReassignPromiseRequest, context: Context
@@ -85,7 +93,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
             request.reason,
             current_identity(),
         )
-        return followup_pb.ReassignPromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.ReassignPromiseResponse(promise=self._proto(promise))
 
     async def RenegotiateDueDate(
         self, request: followup_pb.RenegotiateDueDateRequest, context: Context
@@ -98,9 +106,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
             request.customer_agreed,
             current_identity(),
         )
-        return followup_pb.RenegotiateDueDateResponse(
-            promise=promise_to_proto(promise, self._clock)
-        )
+        return followup_pb.RenegotiateDueDateResponse(promise=self._proto(promise))
 
     async def PausePromise(
         self, request: followup_pb.PausePromiseRequest, context: Context
@@ -108,7 +114,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         promise = await self._commands.pause(
             request.id, request.etag, request.reason, current_identity()
         )
-        return followup_pb.PausePromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.PausePromiseResponse(promise=self._proto(promise))
 
     async def ResumePromise(
         self, request: followup_pb.ResumePromiseRequest, context: Context
@@ -116,7 +122,7 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         promise = await self._commands.resume(
             request.id, request.etag, request.reason, current_identity()
         )
-        return followup_pb.ResumePromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.ResumePromiseResponse(promise=self._proto(promise))
 
     async def CancelPromise(
         self, request: followup_pb.CancelPromiseRequest, context: Context
@@ -124,13 +130,13 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
         promise = await self._commands.cancel(
             request.id, request.etag, request.reason, current_identity()
         )
-        return followup_pb.CancelPromiseResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.CancelPromiseResponse(promise=self._proto(promise))
 
     async def ConfirmByCustomer(
         self, request: followup_pb.ConfirmByCustomerRequest, context: Context
     ) -> followup_pb.ConfirmByCustomerResponse:
         promise = await self._commands.confirm(request.id, request.satisfaction, current_identity())
-        return followup_pb.ConfirmByCustomerResponse(promise=promise_to_proto(promise, self._clock))
+        return followup_pb.ConfirmByCustomerResponse(promise=self._proto(promise))
 
     async def ListReminderDeliveries(
         self, request: followup_pb.ListReminderDeliveriesRequest, context: Context
@@ -152,6 +158,21 @@ class FollowupServicer(followup_grpc.FollowupServiceServicer):
     ) -> followup_pb.GetPromiseStatsResponse:
         rows = await self._queries.stats(*stats_query_from_request(request), current_identity())
         return followup_pb.GetPromiseStatsResponse(stats=[stats_to_proto(s) for s in rows])
+
+    async def ListServiceLevelBreaches(
+        self, request: followup_pb.ListServiceLevelBreachesRequest, context: Context
+    ) -> followup_pb.ListServiceLevelBreachesResponse:
+        page = await self._queries.breaches(
+            *breach_window_from_request(request),
+            request.page_size,
+            request.page_token,
+            current_identity(),
+        )
+        now = self._clock.now()
+        return followup_pb.ListServiceLevelBreachesResponse(
+            breaches=[breach_to_proto(b, now) for b in page.items],
+            next_page_token=page.next_page_token,
+        )
 
     async def StreamReminders(
         self, request: followup_pb.StreamRemindersRequest, context: Context

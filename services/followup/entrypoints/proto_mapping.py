@@ -24,13 +24,17 @@ from followup.domain.model import (
     Status,
 )
 from followup.domain.reminders import (
+    Breach,
     NoticeReason,
     NoticeRecord,
     NoticeTemplate,
     Outcome,
     ReminderDelivery,
     ReminderKind,
+    ReminderPolicy,
+    standing,
 )
+from followup.domain.service_levels import Relationship
 from followup.domain.stats import Grouping, PromiseStats
 from followup.ports import PromiseFilter
 from promesa.clock import Clock
@@ -49,6 +53,7 @@ GROUPING = EnumMap(followup_pb.StatsGrouping, "STATS_GROUPING", Grouping)
 INTERACTION_CHANNEL = EnumMap(interaction_pb2.Channel, "CHANNEL", Channel)
 INTERACTION_PROMISE_KIND = EnumMap(interaction_pb2.PromiseKind, "PROMISE_KIND", PromiseKind)
 CONTACT_CHANNEL = EnumMap(contact_pb2.Channel, "CHANNEL", Channel)
+CONTACT_RELATIONSHIP = EnumMap(contact_pb2.Relationship, "RELATIONSHIP", Relationship)
 # QUEUED (a customer notice or a runaround escalation not sent yet) is PENDING to callers: the
 # difference only matters to the store, which replaces pending owner reminders on a replan but
 # never queued deliveries.
@@ -64,8 +69,12 @@ OUTCOME: dict[Outcome, reminder_pb2.DeliveryOutcome.ValueType] = {
 ACTION = EnumMap(promise_pb2.HistoryAction, "HISTORY_ACTION", Action)
 
 
-def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
+def promise_to_proto(
+    p: Promise, clock: Clock, policy: ReminderPolicy | None = None
+) -> promise_pb2.Promise:
+    """`policy` places the promise against its service level (the defaults without it)."""
     now = clock.now()
+    sla = standing(p, now, policy or ReminderPolicy())
     return promise_pb2.Promise(
         id=p.id,
         contact_id=p.contact_id,
@@ -91,6 +100,9 @@ def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
         customer_confirmed=p.customer_confirmed,
         confirmed_at=to_timestamp(p.confirmed_at),
         satisfaction=p.satisfaction,
+        satisfaction_by_customer=p.satisfaction_by_customer,
+        satisfaction_comment=p.satisfaction_comment,
+        satisfaction_requested_at=to_timestamp(p.satisfaction_requested_at),
         follows_promise_id=p.follows_promise_id,
         handoff_count=p.handoff_count,
         renegotiation_count=p.renegotiation_count,
@@ -113,6 +125,9 @@ def promise_to_proto(p: Promise, clock: Clock) -> promise_pb2.Promise:
         paused_at=to_timestamp(p.paused_at),
         escalated_at=to_timestamp(p.escalated_at),
         erased_at=to_timestamp(p.erased_at),
+        target_at=to_timestamp(sla.target_at),
+        business_time_left=to_duration(sla.time_left),
+        service_level=sla.service_level,
     )
 
 
@@ -192,6 +207,7 @@ def delivery_to_proto(r: ReminderDelivery) -> reminder_pb2.ReminderDelivery:
         owner_id=r.owner_id,
         customer_notice=notice_to_proto(r.notice) if r.notice else None,
         next_attempt_at=to_timestamp(r.next_attempt_at),
+        lead=to_duration(r.lead),
     )
 
 
@@ -219,4 +235,37 @@ def stats_to_proto(s: PromiseStats) -> followup_pb.PromiseStats:
         mean_satisfaction=s.mean_satisfaction,
         handoffs_per_promise=s.handoffs_per_promise,
         escalated=s.escalated,
+        median_business_time_to_keep=to_duration(s.median_business_time_to_keep),
+        breaches=s.breaches,
+        customer_ratings=s.customer_ratings,
+        mean_customer_satisfaction=s.mean_customer_satisfaction,
+        staff_ratings=s.staff_ratings,
+        mean_staff_satisfaction=s.mean_staff_satisfaction,
+        satisfaction_requests=s.satisfaction_requests,
+        response_rate_percent=s.response_rate_percent,
+    )
+
+
+def breach_window_from_request(
+    r: followup_pb.ListServiceLevelBreachesRequest,
+) -> tuple[datetime | None, datetime | None]:
+    """The window [start, end) of due times; either side may be open."""
+    v = Violations()
+    start = from_timestamp(r, "window_start_at", "window_start_at", v)
+    end = from_timestamp(r, "window_end_at", "window_end_at", v)
+    v.raise_if_any()
+    return start, end
+
+
+def breach_to_proto(b: Breach, now: datetime) -> followup_pb.ServiceLevelBreach:
+    p = b.promise
+    return followup_pb.ServiceLevelBreach(
+        promise_id=p.id,
+        owner_id=p.owner_id,
+        team=p.team,
+        priority=PRIORITY.to_proto(p.priority),
+        service_level=b.service_level,
+        target_at=to_timestamp(p.effective_due(now)),
+        kept_at=to_timestamp(p.kept_at),
+        late_by=to_duration(b.late_by),
     )

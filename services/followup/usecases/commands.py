@@ -3,16 +3,17 @@ have it confirmed. Each checks what was sent, decides through the domain, commit
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
 
 from followup import authorization, validation
-from followup.domain import lifecycle, notices
-from followup.domain.model import Evidence, Promise, PromiseDraft, Status
+from followup.domain import feedback, lifecycle, notices
+from followup.domain.model import Evidence, Promise, PromiseDraft, PromiseKind, Status
 from followup.domain.reminders import NoticeReason
 from followup.ports import Change, PromiseStore
 from followup.usecases.planning import PromisePlanner, new_promise
@@ -46,8 +47,11 @@ class PromiseCommands:
         queries: PromiseQueries,
         planner: PromisePlanner,
         promise_horizon: timedelta = DEFAULT_HORIZON,
+        ask_satisfaction: bool = False,
     ) -> None:
-        """`promise_horizon` (CRM_PROMISE_HORIZON_DAYS) bounds every due time a caller gives."""
+        """`promise_horizon` (CRM_PROMISE_HORIZON_DAYS) bounds every due time a caller gives;
+        `ask_satisfaction` (CRM_FEEDBACK_SIGNING_KEY set): a kept promise asks the customer."""
+        self._ask = ask_satisfaction
         self._store = store
         self._writes = writes
         self._clock = clock
@@ -75,6 +79,8 @@ class PromiseCommands:
             v.raise_if_any()
             team = authorization.create_promise(who, checked.owner_id, checked.team)
             promise = new_promise(new_id(), replace(checked, team=team), who.subject, now)
+            profile = await self._store.profile(promise.contact_id)
+            promise = self._planner.levelled(promise, profile)  # its service level
             change = Change(idempotency=request.key(promise.id))
             self._planner.made(change, promise, who.subject, now)
             await self._writes.commit(change)
@@ -86,16 +92,28 @@ class PromiseCommands:
         )
 
     async def keep(self, promise_id: str, etag: str, evidence: Evidence, who: Identity) -> Promise:
+        """Kept; the customer is then asked how we did (a satisfaction request, sent as a
+        notice is), unless requests are off or the customer asked for nothing (a win-back)."""
         v = Violations()
         evidence = validation.check_evidence(v, evidence)
         v.raise_if_any()
+
+        def step(p: Promise, now: datetime) -> lifecycle.Result:
+            kept, events = lifecycle.keep(p, evidence, who.subject, now)
+            if self._ask and feedback.asked_when_kept(kept):
+                kept = replace(kept, satisfaction_requested_at=now)
+            return kept, events
+
         return await self._change(
             promise_id,
             etag,
             who,
             authorization.keep_promise,
-            lambda p, now: lifecycle.keep(p, evidence, who.subject, now),
+            step,
             landed=lambda p: p.status is Status.KEPT and p.evidence == evidence,
+            notice=lambda p: (
+                NoticeReason.PROMISE_KEPT if p.satisfaction_requested_at is not None else None
+            ),
         )
 
     async def reassign(
@@ -137,7 +155,7 @@ class PromiseCommands:
             lambda p, now: lifecycle.renegotiate(
                 p, new_due, reason, customer_agreed, who.subject, now
             ),
-            notice=NoticeReason.DUE_DATE_RENEGOTIATED,  # the customer hears the new date
+            notice=lambda p: NoticeReason.DUE_DATE_RENEGOTIATED,  # the customer hears the date
         )
 
     async def pause(self, promise_id: str, etag: str, reason: str, who: Identity) -> Promise:
@@ -199,7 +217,7 @@ class PromiseCommands:
         rule: Rule,
         step: Step,
         *,
-        notice: NoticeReason | None = None,
+        notice: Callable[[Promise], NoticeReason | None] = lambda p: None,
         landed: Callable[[Promise], bool] = lambda p: False,
     ) -> Promise:
         """Reads the promise, checks the caller's `rule` on it, applies `step` and commits with
@@ -224,10 +242,83 @@ class PromiseCommands:
                 events=events,
                 replans={updated.id: self._planner.replan(current, updated, now)},
             )
-            if notice is not None:
-                change.added.append(notices.schedule(updated, notice, now, new_id()))
+            if (reason := notice(updated)) is not None:
+                change.added.append(notices.schedule(updated, reason, now, new_id()))
             await self._writes.commit(change)
             log.info("promise_changed", promise_id=updated.id, status=updated.status.value)
             return updated
 
         return await retry_on_conflict(attempt, resource="promise", resource_id=promise_id)
+
+
+class SurveyState(enum.StrEnum):
+    OPEN = "OPEN"  # waiting for the customer's answer
+    ANSWERED = "ANSWERED"  # rated already: this use of the link records nothing
+    THANKS = "THANKS"  # this answer was recorded
+    INVALID = "INVALID"  # forged, damaged or expired, or the promise is gone: nothing recorded
+
+
+@dataclass(frozen=True)
+class SurveyView:
+    """What the satisfaction page may show: nothing internal (no text, owner, team or date)."""
+
+    state: SurveyState
+    kind: PromiseKind | None = None
+    discreet: bool = True
+    problems: tuple[str, ...] = ()  # what is wrong with an answer (message keys)
+
+
+class SatisfactionSurvey:
+    """The customer's side of a satisfaction request: what the link shows, and the answer,
+    recorded once as the customer's own (`domain/feedback.py`). No identity is needed: the
+    signed link is the customer's authority, for that one promise."""
+
+    def __init__(
+        self, store: PromiseStore, writes: Writes[Change], clock: Clock, *, key: bytes
+    ) -> None:
+        self._store = store
+        self._writes = writes
+        self._clock = clock
+        self._key = key
+
+    async def view(self, token: str) -> SurveyView:
+        found = await self._open(token)
+        if isinstance(found, SurveyView):
+            return found
+        _, promise = found
+        return await self._asking(promise)
+
+    async def answer(self, token: str, score: str, comment: str) -> SurveyView:
+        """THANKS once; ANSWERED for any later use; OPEN with the problems of a bad answer."""
+
+        async def attempt() -> SurveyView:
+            found = await self._open(token)
+            if isinstance(found, SurveyView):
+                return found
+            _, promise = found
+            answer, wrong = feedback.problems(score, comment)
+            if answer is None:
+                return replace(await self._asking(promise), problems=tuple(wrong))
+            rated, events = feedback.record(promise, answer, self._clock.now())
+            await self._writes.commit(Change(saves=[(rated, promise.version)], events=events))
+            log.info("customer_satisfaction_given", promise_id=promise.id, score=answer.score)
+            return SurveyView(SurveyState.THANKS, promise.kind)
+
+        return await retry_on_conflict(attempt, resource="promise", resource_id="satisfaction")
+
+    async def _open(self, token: str) -> SurveyView | tuple[feedback.Link, Promise]:
+        try:
+            link = feedback.verify(token, self._key, self._clock.now())
+        except feedback.LinkError as exc:
+            log.info("satisfaction_link_refused", why=str(exc))
+            return SurveyView(SurveyState.INVALID)
+        promise = await self._store.get(link.promise_id)
+        if promise is None or not feedback.answerable(promise, link):
+            return SurveyView(SurveyState.INVALID)
+        if feedback.answered(promise):
+            return SurveyView(SurveyState.ANSWERED, promise.kind)
+        return link, promise
+
+    async def _asking(self, promise: Promise) -> SurveyView:
+        prefs = await self._store.profile(promise.contact_id)
+        return SurveyView(SurveyState.OPEN, promise.kind, discreet=prefs is None or prefs.discreet)

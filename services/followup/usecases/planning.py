@@ -1,21 +1,25 @@
 """Planning a promise's reminders, and making a new promise with everything committed beside it:
-what the commands and the reactions both do."""
+what the commands and the reactions both do. A new promise is put under its service level here
+(the policy that matches it, its contact's relationship from the local read model), and the
+targets of promises made by policy are counted as that level says."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from followup.domain import lifecycle, notices
+from followup.domain.contacts import ContactPreferences
 from followup.domain.events import PromiseMade
-from followup.domain.model import Priority, Promise, PromiseDraft
+from followup.domain.model import Channel, Priority, Promise, PromiseDraft, PromiseKind
 from followup.domain.reminders import (
     NoticeReason,
     Outcome,
     ReminderDelivery,
     ReminderKind,
     ReminderPolicy,
+    Terms,
     delivery,
     plan,
 )
@@ -24,7 +28,8 @@ from promesa.ids import new_id
 
 
 class PromisePlanner:
-    """The reminder policy and the teams' supervisors, applied to one promise at a time."""
+    """The reminder policy (with the service levels and calendars) and the teams' supervisors,
+    applied to one promise at a time."""
 
     def __init__(
         self,
@@ -59,9 +64,37 @@ class PromisePlanner:
                 planned.append(replace(escalation, outcome=Outcome.QUEUED))
         return planned
 
+    def levelled(self, p: Promise, profile: ContactPreferences | None) -> Promise:
+        """The new promise under the service level that matches it (its name is kept: a later
+        change to the promise or to the contact does not move it to another)."""
+        relationship = profile.relationship if profile is not None else None
+        level = self.policy.level_for(p.kind, p.priority, p.channel, relationship)
+        return replace(p, service_level=level.name)
+
+    def target(
+        self,
+        kind: PromiseKind,
+        priority: Priority,
+        channel: Channel | None,
+        profile: ContactPreferences | None,
+        team: str,
+        start: datetime,
+        default: timedelta,
+    ) -> datetime:
+        """When a promise the service makes by policy (a complaint's resolution, a win-back)
+        is due: its level's target, else `default` (the environment's), after `start`; in
+        the team's business time when the level counts it."""
+        relationship = profile.relationship if profile is not None else None
+        level = self.policy.level_for(kind, priority, channel, relationship)
+        terms = Terms(level, self.policy.calendar_of(team))
+        return terms.add(start, level.target or default)
+
     def made(self, change: Change, p: Promise, actor: str, now: datetime) -> None:
         """A new promise: saved, announced, its reminders planned and, when customer notices
-        are on, the customer told that it is in hand."""
+        are on, the customer told that it is in hand. One not put under a service level yet
+        gets the one that matches it, its contact's relationship unknown."""
+        if not p.service_level:
+            p = self.levelled(p, None)
         change.saves.append((p, 0))
         change.events.append(PromiseMade(p, actor, now))
         change.replans[p.id] = self.reminders(p, now)

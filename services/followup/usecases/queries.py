@@ -1,5 +1,5 @@
-"""What callers read: one promise, pages of promises and of reminder deliveries, statistics,
-and a user's reminders as they are sent."""
+"""What callers read: one promise, pages of promises and of reminder deliveries, statistics and
+service-level breaches, and a user's reminders as they are sent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 from crm.followup.v1 import reminder_pb2
 from followup import authorization, validation
 from followup.domain.model import Promise
-from followup.domain.reminders import ReminderDelivery
+from followup.domain.reminders import Breach, ReminderDelivery, ReminderPolicy, breach
 from followup.domain.stats import Grouping, PromiseStats, compute
 from followup.ports import PromiseFilter, PromiseStore, ReminderFeed, ReminderSubscription
 from promesa.auth import Identity
@@ -24,10 +24,19 @@ class PromiseQueries:
     """Reads for callers; they change nothing. Every read names its reader (`who`): there is
     no anonymous access, and it is where reads are scoped to what the reader may see."""
 
-    def __init__(self, store: PromiseStore, clock: Clock, feed: ReminderFeed) -> None:
+    def __init__(
+        self,
+        store: PromiseStore,
+        clock: Clock,
+        feed: ReminderFeed,
+        *,
+        policy: ReminderPolicy | None = None,
+    ) -> None:
+        """`policy` holds the service levels and calendars breaches are judged by."""
         self._store = store
         self._clock = clock
         self._feed = feed
+        self.policy = policy or ReminderPolicy()
 
     async def get(self, promise_id: str, who: Identity) -> Promise:
         promise = await find(self._store, promise_id)
@@ -91,7 +100,40 @@ class PromiseQueries:
         v.raise_if_any()
         made = await self._store.made_between(start, end)
         counted = [p for p in made if authorization.get_promise_stats(who, p)]
-        return compute(counted, grouping, self._clock.now())
+        return compute(counted, grouping, self._clock.now(), self.policy)
+
+    async def breaches(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        size: int,
+        page_token: str,
+        who: Identity,
+    ) -> Page[Breach]:
+        """The promises due in [start, end) that missed their target (kept late, or open past
+        due now), earliest due first; over the promises the reader may read, as statistics
+        are. Read in batches until a page is full: breaches are judged, not stored."""
+        v = Violations()
+        validation.check_window(v, start, end)
+        limit = page_size(size)
+        v.raise_if_any()
+        query = ("breaches", start, end)
+        cursor = _positioned(decode_token(page_token, query))
+        f = authorization.list_promises(who, PromiseFilter(due_after=start, due_before=end))
+        now = self._clock.now()
+        found: builtins.list[Breach] = []
+        while len(found) <= limit:
+            rows = await self._store.list(f, cursor, _BREACH_BATCH)
+            found += [
+                b
+                for p in rows
+                if authorization.list_service_level_breaches(who, p)
+                and (b := breach(p, now, self.policy)) is not None
+            ]
+            if len(rows) < _BREACH_BATCH:
+                break
+            cursor = Cursor(rows[-1].due_at, rows[-1].id)
+        return paginate(found, limit, query, lambda b: Cursor(b.promise.due_at, b.promise.id))
 
     async def reminders(
         self, user_id: str, who: Identity, resume_after: str = ""
@@ -105,6 +147,10 @@ class PromiseQueries:
         v.raise_if_any()
         authorization.stream_reminders(who, user_id)
         return ReminderStream(await self._feed.subscribe(user_id, after))
+
+
+# Promises read at once while looking for breaches.
+_BREACH_BATCH = 500
 
 
 @dataclass(frozen=True)

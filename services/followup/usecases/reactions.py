@@ -35,7 +35,6 @@ from followup.domain.model import (
     Promise,
     PromiseDraft,
     PromiseKind,
-    shifted,
 )
 from followup.ports import Change, ContactGoneError, EventStreams, PromiseStore
 from followup.usecases.planning import PromisePlanner, new_promise
@@ -109,19 +108,23 @@ class PromiseReactions:
             if place is None or place.erased_at is not None:
                 return await self._ignored(inbox, "interaction_recorded", facts.contact_id, place)
             now = self._clock.now()
-            drafts = self._drafts(facts)
+            profile = await self._store.profile(place.contact_id)
+            drafts = self._drafts(facts, profile)
             known = {p.id for p in await self._store.get_many([pid for pid, _ in drafts])}
             actor = facts.actor or facts.agent_id or current_identity().subject
             change = Change(handled=inbox, live_contact=place.contact_id)
             for promise_id, draft in drafts:
                 if promise_id not in known:
                     promise = self._landed(new_promise(promise_id, draft, actor, now), place, now)
+                    promise = self._planner.levelled(promise, profile)
                     self._planner.made(change, promise, actor, now)
             return await self._writes.react(change)
 
         return await self._deciding(attempt, facts.contact_id)
 
-    def _drafts(self, facts: InteractionFacts) -> list[tuple[str, PromiseDraft]]:
+    def _drafts(
+        self, facts: InteractionFacts, profile: ContactPreferences | None
+    ) -> list[tuple[str, PromiseDraft]]:
         drafts = [
             (
                 p.id or derived_id(facts.interaction_id, "promise", str(i)),
@@ -147,7 +150,15 @@ class PromiseReactions:
                         text=COMPLAINT_TEXT,
                         kind=PromiseKind.RESOLVE_COMPLAINT,
                         owner_id=facts.agent_id,
-                        due_at=shifted(facts.occurred_at, self._complaint_resolution),
+                        due_at=self._planner.target(
+                            PromiseKind.RESOLVE_COMPLAINT,
+                            Priority.HIGH,
+                            facts.channel,
+                            profile,
+                            facts.team,
+                            facts.occurred_at,
+                            self._complaint_resolution,
+                        ),
                         team=facts.team,
                         channel=facts.channel,
                         source_interaction_id=facts.interaction_id,
@@ -186,17 +197,27 @@ class PromiseReactions:
             if not owner:
                 log.warning("win_back_without_owner", contact_id=contact_id, team=team)
             elif not await self._open_win_backs(contact_id, place):
+                profile = await self._store.profile(place.contact_id)
+                due_at = self._planner.target(
+                    PromiseKind.WIN_BACK,
+                    Priority.NORMAL,
+                    None,
+                    profile,
+                    team,
+                    now,
+                    self._win_back_within,
+                )
                 draft = PromiseDraft(
                     contact_id=contact_id,
                     text=WIN_BACK_TEXT,
                     kind=PromiseKind.WIN_BACK,
                     owner_id=owner,
-                    due_at=shifted(now, self._win_back_within),
+                    due_at=due_at,
                     team=team,
                 )
                 actor = current_identity().subject
                 made = new_promise(derived_id(inbox.event_id, "win-back"), draft, actor, now)
-                promise = self._landed(made, place, now)
+                promise = self._planner.levelled(self._landed(made, place, now), profile)
                 if own.active_at is not None and own.active_at >= lapsed_at:
                     promise, kept = lifecycle.keep(promise, bought(own.active_at), actor, now)
                     self._planner.made(change, promise, actor, now)

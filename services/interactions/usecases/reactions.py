@@ -1,6 +1,7 @@
 """Reactions to the contacts stream: the local model of contacts (with each one's team), and
-the cascades that erase or move a contact's touches. Each is applied once per event (the
-inbox); an erasure also reaches the disk and the service's stream, and is confirmed."""
+the cascades that erase or move a contact's touches; and to the follow-up stream: a customer's
+own rating of a kept promise, for the interaction it was made in. Each is applied once per
+event (the inbox); an erasure also reaches the disk and the service's stream, and is confirmed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import datetime
 import structlog
 
 from interactions.domain import rules
-from interactions.domain.events import ContactErasureConfirmed
+from interactions.domain.events import ContactErasureConfirmed, InteractionRated
 from interactions.domain.model import Interaction, KnownContact
 from interactions.ports import Change, EventStreams, InteractionStore
 from promesa.clock import Clock
@@ -159,6 +160,40 @@ class InteractionReactions:
                 merged_id=merged_id,
                 survivor_id=survivor_id,
                 interactions=count,
+            )
+        return handled
+
+    async def customer_satisfaction_given(
+        self,
+        inbox: InboxKey,
+        *,
+        interaction_id: str,
+        contact_id: str,
+        score: int,
+        actor: str,
+        at: datetime | None,
+    ) -> bool:
+        """The customer rated a kept promise through its satisfaction request: the score is
+        the rating of the interaction the promise was made in, given once, by the customer
+        (`actor` is customer:<contact id>). An interaction rated already (by staff, or by an
+        earlier answer), erased or unknown here keeps what it has; the event is still handled."""
+
+        async def attempt() -> bool:
+            current = await self._store.get(interaction_id)
+            change = Change(handled=inbox)
+            if current is not None and current.erased_at is None and current.satisfaction is None:
+                when = at or self._clock.now()
+                rated = rules.rated(current, score, actor, when)
+                change.saves.append((rated, current.version))
+                change.events.append(InteractionRated(rated, actor, when))
+            return await self._writes.react(change)
+
+        handled = await retry_on_conflict(
+            attempt, resource="interaction", resource_id=interaction_id
+        )
+        if handled:
+            log.info(
+                "customer_rating_handled", interaction_id=interaction_id, contact_id=contact_id
             )
         return handled
 

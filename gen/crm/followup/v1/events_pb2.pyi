@@ -519,6 +519,55 @@ class CustomerNoticeSent(_message.Message):
 Global___CustomerNoticeSent: _TypeAlias = CustomerNoticeSent  # noqa: Y015
 
 @_typing.final
+class CustomerSatisfactionGiven(_message.Message):
+    """CustomerSatisfactionGiven is published on crm.followup.customer_satisfaction_given when the
+    customer answered the satisfaction request of a kept promise through its signed link, once.
+    It carries the score and ids only: never the customer's comment.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMISE_ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_INTERACTION_ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    promise_id: _builtins.str
+    """Id of the promise rated."""
+    contact_id: _builtins.str
+    """Id of the contact who answered."""
+    source_interaction_id: _builtins.str
+    """Id of the interaction the promise was made in, if any: the interactions service records
+    the score as that interaction's rating.
+    """
+    score: _builtins.int
+    """The customer's score, 1 to 5."""
+    actor: _builtins.str
+    """Always "customer:<contact id>": the customer answered, not a member of staff."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the customer answered."""
+
+    def __init__(
+        self,
+        *,
+        promise_id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        source_interaction_id: _builtins.str = ...,
+        score: _builtins.int = ...,
+        actor: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "contact_id", b"contact_id", "occurred_at", b"occurred_at", "promise_id", b"promise_id", "score", b"score", "source_interaction_id", b"source_interaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerSatisfactionGiven: _TypeAlias = CustomerSatisfactionGiven  # noqa: Y015
+
+@_typing.final
 class ContactErasureConfirmed(_message.Message):
     """ContactErasureConfirmed is published on crm.followup.contact_erasure_confirmed.<contact_id> once
     the followup service has erased what it held of a contact (after ContactErased), and purged

@@ -43,6 +43,10 @@ class _StatsGroupingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsGr
     """One row per priority; the key is the Priority value name, for example "PRIORITY_URGENT"
     (a promise made without one counts as "PRIORITY_NORMAL", as it is treated).
     """
+    STATS_GROUPING_POLICY: _StatsGrouping.ValueType  # 6
+    """One row per service-level policy; the key is the policy's name ("default" when none
+    matched).
+    """
 
 class StatsGrouping(_StatsGrouping, metaclass=_StatsGroupingEnumTypeWrapper):
     """StatsGrouping is how promise statistics are grouped into rows."""
@@ -60,6 +64,10 @@ STATS_GROUPING_ALL: StatsGrouping.ValueType  # 4
 STATS_GROUPING_PRIORITY: StatsGrouping.ValueType  # 5
 """One row per priority; the key is the Priority value name, for example "PRIORITY_URGENT"
 (a promise made without one counts as "PRIORITY_NORMAL", as it is treated).
+"""
+STATS_GROUPING_POLICY: StatsGrouping.ValueType  # 6
+"""One row per service-level policy; the key is the policy's name ("default" when none
+matched).
 """
 Global___StatsGrouping: _TypeAlias = StatsGrouping  # noqa: Y015
 
@@ -756,6 +764,14 @@ class PromiseStats(_message.Message):
     MEAN_SATISFACTION_FIELD_NUMBER: _builtins.int
     HANDOFFS_PER_PROMISE_FIELD_NUMBER: _builtins.int
     ESCALATED_FIELD_NUMBER: _builtins.int
+    MEDIAN_BUSINESS_TIME_TO_KEEP_FIELD_NUMBER: _builtins.int
+    BREACHES_FIELD_NUMBER: _builtins.int
+    CUSTOMER_RATINGS_FIELD_NUMBER: _builtins.int
+    MEAN_CUSTOMER_SATISFACTION_FIELD_NUMBER: _builtins.int
+    STAFF_RATINGS_FIELD_NUMBER: _builtins.int
+    MEAN_STAFF_SATISFACTION_FIELD_NUMBER: _builtins.int
+    SATISFACTION_REQUESTS_FIELD_NUMBER: _builtins.int
+    RESPONSE_RATE_PERCENT_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """The group: an owner id, a team, a Channel or Priority value name or "all", following the
     grouping.
@@ -778,9 +794,31 @@ class PromiseStats(_message.Message):
     """Average number of handoffs per promise made."""
     escalated: _builtins.int
     """Number of those escalated to a supervisor."""
+    breaches: _builtins.int
+    """Number of those that missed their target: kept late, or open and past due now."""
+    customer_ratings: _builtins.int
+    """Number of those rated by the customer through the satisfaction request's link."""
+    mean_customer_satisfaction: _builtins.float
+    """Mean of those customer-given scores; 0 when none."""
+    staff_ratings: _builtins.int
+    """Number of those whose satisfaction staff entered for the customer (ConfirmByCustomer)."""
+    mean_staff_satisfaction: _builtins.float
+    """Mean of those staff-entered scores; 0 when none."""
+    satisfaction_requests: _builtins.int
+    """Number of those whose customer was to be asked how we did (a request scheduled as the
+    promise was kept; one dropped later, say for want of consent, still counts).
+    """
+    response_rate_percent: _builtins.float
+    """Share of those requests the customer answered through the link, from 0 to 100."""
     @_builtins.property
     def median_time_to_keep(self) -> _duration_pb2.Duration:
         """Median time from making to keeping, over kept promises, paused time excluded."""
+
+    @_builtins.property
+    def median_business_time_to_keep(self) -> _duration_pb2.Duration:
+        """Median time from making to keeping in the team's business hours (its calendar), over kept
+        promises, time waiting on the customer excluded.
+        """
 
     def __init__(
         self,
@@ -796,14 +834,144 @@ class PromiseStats(_message.Message):
         mean_satisfaction: _builtins.float = ...,
         handoffs_per_promise: _builtins.float = ...,
         escalated: _builtins.int = ...,
+        median_business_time_to_keep: _duration_pb2.Duration | None = ...,
+        breaches: _builtins.int = ...,
+        customer_ratings: _builtins.int = ...,
+        mean_customer_satisfaction: _builtins.float = ...,
+        staff_ratings: _builtins.int = ...,
+        mean_staff_satisfaction: _builtins.float = ...,
+        satisfaction_requests: _builtins.int = ...,
+        response_rate_percent: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["median_time_to_keep", b"median_time_to_keep"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["median_business_time_to_keep", b"median_business_time_to_keep", "median_time_to_keep", b"median_time_to_keep"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "escalated", b"escalated", "handoffs_per_promise", b"handoffs_per_promise", "kept", b"kept", "kept_on_time_percent", b"kept_on_time_percent", "key", b"key", "made", b"made", "mean_satisfaction", b"mean_satisfaction", "median_time_to_keep", b"median_time_to_keep", "overdue_now", b"overdue_now", "renegotiated", b"renegotiated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaches", b"breaches", "cancelled", b"cancelled", "customer_ratings", b"customer_ratings", "escalated", b"escalated", "handoffs_per_promise", b"handoffs_per_promise", "kept", b"kept", "kept_on_time_percent", b"kept_on_time_percent", "key", b"key", "made", b"made", "mean_customer_satisfaction", b"mean_customer_satisfaction", "mean_satisfaction", b"mean_satisfaction", "mean_staff_satisfaction", b"mean_staff_satisfaction", "median_business_time_to_keep", b"median_business_time_to_keep", "median_time_to_keep", b"median_time_to_keep", "overdue_now", b"overdue_now", "renegotiated", b"renegotiated", "response_rate_percent", b"response_rate_percent", "satisfaction_requests", b"satisfaction_requests", "staff_ratings", b"staff_ratings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PromiseStats: _TypeAlias = PromiseStats  # noqa: Y015
+
+@_typing.final
+class ListServiceLevelBreachesRequest(_message.Message):
+    """ListServiceLevelBreachesRequest pages the breaches of promises due in a window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_START_AT_FIELD_NUMBER: _builtins.int
+    WINDOW_END_AT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of breaches to return; the server picks a default when zero."""
+    page_token: _builtins.str
+    """Token from a previous response's next_page_token."""
+    @_builtins.property
+    def window_start_at(self) -> _timestamp_pb2.Timestamp:
+        """Only promises due at or after this time; unset means since the beginning."""
+
+    @_builtins.property
+    def window_end_at(self) -> _timestamp_pb2.Timestamp:
+        """Only promises due before this time; unset means until now."""
+
+    def __init__(
+        self,
+        *,
+        window_start_at: _timestamp_pb2.Timestamp | None = ...,
+        window_end_at: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window_end_at", b"window_end_at", "window_start_at", b"window_start_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "window_end_at", b"window_end_at", "window_start_at", b"window_start_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceLevelBreachesRequest: _TypeAlias = ListServiceLevelBreachesRequest  # noqa: Y015
+
+@_typing.final
+class ServiceLevelBreach(_message.Message):
+    """ServiceLevelBreach is one promise that missed its target."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMISE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    TARGET_AT_FIELD_NUMBER: _builtins.int
+    KEPT_AT_FIELD_NUMBER: _builtins.int
+    LATE_BY_FIELD_NUMBER: _builtins.int
+    promise_id: _builtins.str
+    """Id of the promise."""
+    owner_id: _builtins.str
+    """Id of its owner."""
+    team: _builtins.str
+    """Team of the owner."""
+    priority: _promise_pb2.Priority.ValueType
+    """How urgently the promise had to be worked on."""
+    service_level: _builtins.str
+    """Name of the service-level policy it followed."""
+    @_builtins.property
+    def target_at(self) -> _timestamp_pb2.Timestamp:
+        """The target it missed (the due time, pauses included)."""
+
+    @_builtins.property
+    def kept_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was kept; unset while it is still open."""
+
+    @_builtins.property
+    def late_by(self) -> _duration_pb2.Duration:
+        """By how much: business time when its policy counts it, else wall time."""
+
+    def __init__(
+        self,
+        *,
+        promise_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        team: _builtins.str = ...,
+        priority: _promise_pb2.Priority.ValueType = ...,
+        service_level: _builtins.str = ...,
+        target_at: _timestamp_pb2.Timestamp | None = ...,
+        kept_at: _timestamp_pb2.Timestamp | None = ...,
+        late_by: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kept_at", b"kept_at", "late_by", b"late_by", "target_at", b"target_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_at", b"kept_at", "late_by", b"late_by", "owner_id", b"owner_id", "priority", b"priority", "promise_id", b"promise_id", "service_level", b"service_level", "target_at", b"target_at", "team", b"team"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceLevelBreach: _TypeAlias = ServiceLevelBreach  # noqa: Y015
+
+@_typing.final
+class ListServiceLevelBreachesResponse(_message.Message):
+    """ListServiceLevelBreachesResponse carries one page of breaches."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREACHES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def breaches(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceLevelBreach]:
+        """The breaches on this page, earliest due first."""
+
+    def __init__(
+        self,
+        *,
+        breaches: _abc.Iterable[Global___ServiceLevelBreach] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaches", b"breaches", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceLevelBreachesResponse: _TypeAlias = ListServiceLevelBreachesResponse  # noqa: Y015
 
 @_typing.final
 class GetPromiseStatsResponse(_message.Message):

@@ -95,6 +95,11 @@ class FollowupServiceStub:
                 request_serializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsRequest.SerializeToString,
                 response_deserializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsResponse.FromString,
                 _registered_method=True)
+        self.ListServiceLevelBreaches = channel.unary_unary(
+                '/crm.followup.v1.FollowupService/ListServiceLevelBreaches',
+                request_serializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesRequest.SerializeToString,
+                response_deserializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesResponse.FromString,
+                _registered_method=True)
         self.StreamReminders = channel.unary_stream(
                 '/crm.followup.v1.FollowupService/StreamReminders',
                 request_serializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.StreamRemindersRequest.SerializeToString,
@@ -191,6 +196,14 @@ class FollowupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListServiceLevelBreaches(self, request, context):
+        """ListServiceLevelBreaches lists the promises due in a window that missed their target:
+        kept late, or open and past due now; earliest due first, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamReminders(self, request, context):
         """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
         reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
@@ -264,6 +277,11 @@ def add_FollowupServiceServicer_to_server(servicer, server):
                     servicer.GetPromiseStats,
                     request_deserializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsRequest.FromString,
                     response_serializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsResponse.SerializeToString,
+            ),
+            'ListServiceLevelBreaches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceLevelBreaches,
+                    request_deserializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesRequest.FromString,
+                    response_serializer=crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesResponse.SerializeToString,
             ),
             'StreamReminders': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamReminders,
@@ -596,6 +614,33 @@ class FollowupService:
             '/crm.followup.v1.FollowupService/GetPromiseStats',
             crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsRequest.SerializeToString,
             crm_dot_followup_dot_v1_dot_followup__service__pb2.GetPromiseStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceLevelBreaches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.followup.v1.FollowupService/ListServiceLevelBreaches',
+            crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesRequest.SerializeToString,
+            crm_dot_followup_dot_v1_dot_followup__service__pb2.ListServiceLevelBreachesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class FollowupServiceStub:
     """
     GetPromiseStats: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
+    ListServiceLevelBreaches: _grpc.UnaryUnaryMultiCallable[_followup_service_pb2.ListServiceLevelBreachesRequest, _followup_service_pb2.ListServiceLevelBreachesResponse]
+    """ListServiceLevelBreaches lists the promises due in a window that missed their target:
+    kept late, or open and past due now; earliest due first, paged.
+    """
     StreamReminders: _grpc.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]
     """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
     reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
@@ -98,6 +102,10 @@ class FollowupServiceAsyncStub(FollowupServiceStub):
     """
     GetPromiseStats: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.GetPromiseStatsRequest, _followup_service_pb2.GetPromiseStatsResponse]  # type: ignore[assignment]
     """GetPromiseStats reports how well promises are kept, grouped as asked."""
+    ListServiceLevelBreaches: _aio.UnaryUnaryMultiCallable[_followup_service_pb2.ListServiceLevelBreachesRequest, _followup_service_pb2.ListServiceLevelBreachesResponse]  # type: ignore[assignment]
+    """ListServiceLevelBreaches lists the promises due in a window that missed their target:
+    kept late, or open and past due now; earliest due first, paged.
+    """
     StreamReminders: _aio.UnaryStreamMultiCallable[_followup_service_pb2.StreamRemindersRequest, _followup_service_pb2.StreamRemindersResponse]  # type: ignore[assignment]
     """StreamReminders sends a user's reminders as they fall due, until the caller hangs up. Each
     reminder is sent once per stream, whichever replica sent it; a caller that reconnects with
@@ -206,6 +214,16 @@ class FollowupServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_followup_service_pb2.GetPromiseStatsResponse, _abc.Awaitable[_followup_service_pb2.GetPromiseStatsResponse]]:
         """GetPromiseStats reports how well promises are kept, grouped as asked."""
+
+    @_abc_1.abstractmethod
+    def ListServiceLevelBreaches(
+        self,
+        request: _followup_service_pb2.ListServiceLevelBreachesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_followup_service_pb2.ListServiceLevelBreachesResponse, _abc.Awaitable[_followup_service_pb2.ListServiceLevelBreachesResponse]]:
+        """ListServiceLevelBreaches lists the promises due in a window that missed their target:
+        kept late, or open and past due now; earliest due first, paged.
+        """
 
     @_abc_1.abstractmethod
     def StreamReminders(

@@ -349,6 +349,12 @@ class Promise(_message.Message):
     PAUSED_AT_FIELD_NUMBER: _builtins.int
     ESCALATED_AT_FIELD_NUMBER: _builtins.int
     ERASED_AT_FIELD_NUMBER: _builtins.int
+    TARGET_AT_FIELD_NUMBER: _builtins.int
+    BUSINESS_TIME_LEFT_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
+    SATISFACTION_BY_CUSTOMER_FIELD_NUMBER: _builtins.int
+    SATISFACTION_COMMENT_FIELD_NUMBER: _builtins.int
+    SATISFACTION_REQUESTED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID; for promises made in an interaction, the PromiseMade id."""
     contact_id: _builtins.str
@@ -391,6 +397,16 @@ class Promise(_message.Message):
     """Version tag for optimistic concurrency; send it back on every change."""
     updated_by: _builtins.str
     """Identity of the caller who last changed the promise."""
+    service_level: _builtins.str
+    """Name of the service-level policy that applied when the promise was made ("default" when
+    none matched): its reminders, warning and escalations are the ones sent.
+    """
+    satisfaction_by_customer: _builtins.bool
+    """True when `satisfaction` was given by the customer through the satisfaction request's link
+    (actor customer:<contact id>); false when staff entered it (ConfirmByCustomer).
+    """
+    satisfaction_comment: _builtins.str
+    """The customer's optional comment with that answer (personal data: removed on erasure)."""
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp:
         """When the promise is due."""
@@ -435,6 +451,23 @@ class Promise(_message.Message):
     def erased_at(self) -> _timestamp_pb2.Timestamp:
         """Set when the contact was erased and the promise's free text removed."""
 
+    @_builtins.property
+    def target_at(self) -> _timestamp_pb2.Timestamp:
+        """The time the promise is to be kept by: due_at, with the clock stopped while the promise
+        waits on the customer.
+        """
+
+    @_builtins.property
+    def business_time_left(self) -> _duration_pb2.Duration:
+        """Time left to target_at, negative when overdue: business time of the team's calendar when
+        the service level counts it, else wall time; frozen while paused, unset once kept or
+        cancelled.
+        """
+
+    @_builtins.property
+    def satisfaction_requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When the customer was asked how we did (the request was scheduled as the promise was kept)."""
+
     def __init__(
         self,
         *,
@@ -470,10 +503,16 @@ class Promise(_message.Message):
         paused_at: _timestamp_pb2.Timestamp | None = ...,
         escalated_at: _timestamp_pb2.Timestamp | None = ...,
         erased_at: _timestamp_pb2.Timestamp | None = ...,
+        target_at: _timestamp_pb2.Timestamp | None = ...,
+        business_time_left: _duration_pb2.Duration | None = ...,
+        service_level: _builtins.str = ...,
+        satisfaction_by_customer: _builtins.bool = ...,
+        satisfaction_comment: _builtins.str = ...,
+        satisfaction_requested_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed_at", b"confirmed_at", "created_at", b"created_at", "due_at", b"due_at", "erased_at", b"erased_at", "escalated_at", b"escalated_at", "evidence", b"evidence", "kept_at", b"kept_at", "paused_at", b"paused_at", "paused_duration", b"paused_duration", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_time_left", b"business_time_left", "confirmed_at", b"confirmed_at", "created_at", b"created_at", "due_at", b"due_at", "erased_at", b"erased_at", "escalated_at", b"escalated_at", "evidence", b"evidence", "kept_at", b"kept_at", "paused_at", b"paused_at", "paused_duration", b"paused_duration", "satisfaction_requested_at", b"satisfaction_requested_at", "target_at", b"target_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_reason", b"cancel_reason", "channel", b"channel", "confirmed_at", b"confirmed_at", "contact_id", b"contact_id", "created_at", b"created_at", "created_by", b"created_by", "customer_confirmed", b"customer_confirmed", "due_at", b"due_at", "erased_at", b"erased_at", "escalated_at", b"escalated_at", "etag", b"etag", "evidence", b"evidence", "follows_promise_id", b"follows_promise_id", "handoff_count", b"handoff_count", "history", b"history", "id", b"id", "kept_at", b"kept_at", "kept_on_time", b"kept_on_time", "kind", b"kind", "overdue", b"overdue", "owner_id", b"owner_id", "paused_at", b"paused_at", "paused_duration", b"paused_duration", "priority", b"priority", "renegotiation_count", b"renegotiation_count", "satisfaction", b"satisfaction", "source_interaction_id", b"source_interaction_id", "status", b"status", "team", b"team", "text", b"text", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_time_left", b"business_time_left", "cancel_reason", b"cancel_reason", "channel", b"channel", "confirmed_at", b"confirmed_at", "contact_id", b"contact_id", "created_at", b"created_at", "created_by", b"created_by", "customer_confirmed", b"customer_confirmed", "due_at", b"due_at", "erased_at", b"erased_at", "escalated_at", b"escalated_at", "etag", b"etag", "evidence", b"evidence", "follows_promise_id", b"follows_promise_id", "handoff_count", b"handoff_count", "history", b"history", "id", b"id", "kept_at", b"kept_at", "kept_on_time", b"kept_on_time", "kind", b"kind", "overdue", b"overdue", "owner_id", b"owner_id", "paused_at", b"paused_at", "paused_duration", b"paused_duration", "priority", b"priority", "renegotiation_count", b"renegotiation_count", "satisfaction", b"satisfaction", "satisfaction_by_customer", b"satisfaction_by_customer", "satisfaction_comment", b"satisfaction_comment", "satisfaction_requested_at", b"satisfaction_requested_at", "service_level", b"service_level", "source_interaction_id", b"source_interaction_id", "status", b"status", "target_at", b"target_at", "team", b"team", "text", b"text", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

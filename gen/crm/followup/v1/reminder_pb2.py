@@ -23,30 +23,31 @@ _sym_db = _symbol_database.Default()
 
 
 from crm.followup.v1 import promise_pb2 as crm_dot_followup_dot_v1_dot_promise__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rm/followup/v1/reminder.proto\x12\x0f\x63rm.followup.v1\x1a\x1d\x63rm/followup/v1/promise.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x0e\x43ustomerNotice\x12-\n\x06reason\x18\x01 \x01(\x0e\x32\x1d.crm.followup.v1.NoticeReason\x12)\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x18.crm.followup.v1.Channel\x12\x31\n\x08template\x18\x03 \x01(\x0e\x32\x1f.crm.followup.v1.NoticeTemplate\x12*\n\x06\x64ue_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12quiet_hours_end_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x64ropped_reason\x18\x06 \x01(\t\"u\n\x0f\x44\x65liveryAttempt\x12\x10\n\x08notifier\x18\x01 \x01(\t\x12\x30\n\x0c\x61ttempted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x8f\x03\n\x10ReminderDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npromise_id\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.crm.followup.v1.ReminderKind\x12\x14\n\x0crecipient_id\x18\x04 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32 .crm.followup.v1.DeliveryAttempt\x12\x31\n\x07outcome\x18\x07 \x01(\x0e\x32 .crm.followup.v1.DeliveryOutcome\x12\x10\n\x08owner_id\x18\x08 \x01(\t\x12\x38\n\x0f\x63ustomer_notice\x18\t \x01(\x0b\x32\x1f.crm.followup.v1.CustomerNotice\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x02\n\x08Reminder\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npromise_id\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.crm.followup.v1.ReminderKind\x12\x14\n\x0crecipient_id\x18\x05 \x01(\t\x12\x10\n\x08owner_id\x18\x06 \x01(\t\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x32\n\x0cpromise_kind\x18\t \x01(\x0e\x32\x1c.crm.followup.v1.PromiseKind\x12+\n\x08priority\x18\n \x01(\x0e\x32\x19.crm.followup.v1.Priority\x12\x30\n\x0cscheduled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xcb\x01\n\x0cReminderKind\x12\x1d\n\x19REMINDER_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREMINDER_KIND_BEFORE_DUE_24H\x10\x01\x12\x1f\n\x1bREMINDER_KIND_BEFORE_DUE_1H\x10\x02\x12\x18\n\x14REMINDER_KIND_AT_DUE\x10\x03\x12\x1c\n\x18REMINDER_KIND_ESCALATION\x10\x04\x12!\n\x1dREMINDER_KIND_CUSTOMER_NOTICE\x10\x05*\xac\x01\n\x0f\x44\x65liveryOutcome\x12 \n\x1c\x44\x45LIVERY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_OUTCOME_PENDING\x10\x01\x12\x1e\n\x1a\x44\x45LIVERY_OUTCOME_DELIVERED\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_OUTCOME_FAILED\x10\x03\x12\x1c\n\x18\x44\x45LIVERY_OUTCOME_DROPPED\x10\x04*v\n\x0cNoticeReason\x12\x1d\n\x19NOTICE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTICE_REASON_PROMISE_MADE\x10\x01\x12\'\n#NOTICE_REASON_DUE_DATE_RENEGOTIATED\x10\x02*\x97\x01\n\x0eNoticeTemplate\x12\x1f\n\x1bNOTICE_TEMPLATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17NOTICE_TEMPLATE_IN_HAND\x10\x01\x12 \n\x1cNOTICE_TEMPLATE_NEW_DUE_DATE\x10\x02\x12%\n!NOTICE_TEMPLATE_PLEASE_CONTACT_US\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rm/followup/v1/reminder.proto\x12\x0f\x63rm.followup.v1\x1a\x1d\x63rm/followup/v1/promise.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x0e\x43ustomerNotice\x12-\n\x06reason\x18\x01 \x01(\x0e\x32\x1d.crm.followup.v1.NoticeReason\x12)\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x18.crm.followup.v1.Channel\x12\x31\n\x08template\x18\x03 \x01(\x0e\x32\x1f.crm.followup.v1.NoticeTemplate\x12*\n\x06\x64ue_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12quiet_hours_end_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x64ropped_reason\x18\x06 \x01(\t\"u\n\x0f\x44\x65liveryAttempt\x12\x10\n\x08notifier\x18\x01 \x01(\t\x12\x30\n\x0c\x61ttempted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xb8\x03\n\x10ReminderDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npromise_id\x18\x02 \x01(\t\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.crm.followup.v1.ReminderKind\x12\x14\n\x0crecipient_id\x18\x04 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32 .crm.followup.v1.DeliveryAttempt\x12\x31\n\x07outcome\x18\x07 \x01(\x0e\x32 .crm.followup.v1.DeliveryOutcome\x12\x10\n\x08owner_id\x18\x08 \x01(\t\x12\x38\n\x0f\x63ustomer_notice\x18\t \x01(\x0b\x32\x1f.crm.followup.v1.CustomerNotice\x12\x33\n\x0fnext_attempt_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04lead\x18\x14 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa0\x03\n\x08Reminder\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npromise_id\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.crm.followup.v1.ReminderKind\x12\x14\n\x0crecipient_id\x18\x05 \x01(\t\x12\x10\n\x08owner_id\x18\x06 \x01(\t\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x32\n\x0cpromise_kind\x18\t \x01(\x0e\x32\x1c.crm.followup.v1.PromiseKind\x12+\n\x08priority\x18\n \x01(\x0e\x32\x19.crm.followup.v1.Priority\x12\x30\n\x0cscheduled_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04lead\x18\x14 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rservice_level\x18\x15 \x01(\t*\x84\x02\n\x0cReminderKind\x12\x1d\n\x19REMINDER_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREMINDER_KIND_BEFORE_DUE_24H\x10\x01\x12\x1f\n\x1bREMINDER_KIND_BEFORE_DUE_1H\x10\x02\x12\x18\n\x14REMINDER_KIND_AT_DUE\x10\x03\x12\x1c\n\x18REMINDER_KIND_ESCALATION\x10\x04\x12!\n\x1dREMINDER_KIND_CUSTOMER_NOTICE\x10\x05\x12\x19\n\x15REMINDER_KIND_WARNING\x10\x06\x12\x1c\n\x18REMINDER_KIND_BEFORE_DUE\x10\x07*\xac\x01\n\x0f\x44\x65liveryOutcome\x12 \n\x1c\x44\x45LIVERY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVERY_OUTCOME_PENDING\x10\x01\x12\x1e\n\x1a\x44\x45LIVERY_OUTCOME_DELIVERED\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_OUTCOME_FAILED\x10\x03\x12\x1c\n\x18\x44\x45LIVERY_OUTCOME_DROPPED\x10\x04*\x96\x01\n\x0cNoticeReason\x12\x1d\n\x19NOTICE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTICE_REASON_PROMISE_MADE\x10\x01\x12\'\n#NOTICE_REASON_DUE_DATE_RENEGOTIATED\x10\x02\x12\x1e\n\x1aNOTICE_REASON_PROMISE_KEPT\x10\x03*\xc1\x01\n\x0eNoticeTemplate\x12\x1f\n\x1bNOTICE_TEMPLATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17NOTICE_TEMPLATE_IN_HAND\x10\x01\x12 \n\x1cNOTICE_TEMPLATE_NEW_DUE_DATE\x10\x02\x12%\n!NOTICE_TEMPLATE_PLEASE_CONTACT_US\x10\x03\x12(\n$NOTICE_TEMPLATE_SATISFACTION_REQUEST\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crm.followup.v1.reminder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REMINDERKIND']._serialized_start=1276
-  _globals['_REMINDERKIND']._serialized_end=1479
-  _globals['_DELIVERYOUTCOME']._serialized_start=1482
-  _globals['_DELIVERYOUTCOME']._serialized_end=1654
-  _globals['_NOTICEREASON']._serialized_start=1656
-  _globals['_NOTICEREASON']._serialized_end=1774
-  _globals['_NOTICETEMPLATE']._serialized_start=1777
-  _globals['_NOTICETEMPLATE']._serialized_end=1928
-  _globals['_CUSTOMERNOTICE']._serialized_start=116
-  _globals['_CUSTOMERNOTICE']._serialized_end=397
-  _globals['_DELIVERYATTEMPT']._serialized_start=399
-  _globals['_DELIVERYATTEMPT']._serialized_end=516
-  _globals['_REMINDERDELIVERY']._serialized_start=519
-  _globals['_REMINDERDELIVERY']._serialized_end=918
-  _globals['_REMINDER']._serialized_start=921
-  _globals['_REMINDER']._serialized_end=1273
+  _globals['_REMINDERKIND']._serialized_start=1413
+  _globals['_REMINDERKIND']._serialized_end=1673
+  _globals['_DELIVERYOUTCOME']._serialized_start=1676
+  _globals['_DELIVERYOUTCOME']._serialized_end=1848
+  _globals['_NOTICEREASON']._serialized_start=1851
+  _globals['_NOTICEREASON']._serialized_end=2001
+  _globals['_NOTICETEMPLATE']._serialized_start=2004
+  _globals['_NOTICETEMPLATE']._serialized_end=2197
+  _globals['_CUSTOMERNOTICE']._serialized_start=148
+  _globals['_CUSTOMERNOTICE']._serialized_end=429
+  _globals['_DELIVERYATTEMPT']._serialized_start=431
+  _globals['_DELIVERYATTEMPT']._serialized_end=548
+  _globals['_REMINDERDELIVERY']._serialized_start=551
+  _globals['_REMINDERDELIVERY']._serialized_end=991
+  _globals['_REMINDER']._serialized_start=994
+  _globals['_REMINDER']._serialized_end=1410
 # @@protoc_insertion_point(module_scope)

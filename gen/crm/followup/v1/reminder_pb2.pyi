@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from crm.followup.v1 import promise_pb2 as _promise_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -43,6 +44,14 @@ class _ReminderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reminder
     """To the customer (recipient_id is the contact id), through a channel they consented to;
     the details are in ReminderDelivery.customer_notice.
     """
+    REMINDER_KIND_WARNING: _ReminderKind.ValueType  # 6
+    """To the owner, when the share of the time to keep that the promise's service level names
+    (warn_at, e.g. 75%) has passed.
+    """
+    REMINDER_KIND_BEFORE_DUE: _ReminderKind.ValueType  # 7
+    """To the owner, `lead` before due: a reminder offset of the service level other than the
+    default 24 h and 1 h (those keep their own kinds).
+    """
 
 class ReminderKind(_ReminderKind, metaclass=_ReminderKindEnumTypeWrapper):
     """ReminderKind is the moment in a promise's life a reminder is sent for."""
@@ -62,6 +71,14 @@ the policy allows (the runaround); once due it is sent whatever happens to the p
 REMINDER_KIND_CUSTOMER_NOTICE: ReminderKind.ValueType  # 5
 """To the customer (recipient_id is the contact id), through a channel they consented to;
 the details are in ReminderDelivery.customer_notice.
+"""
+REMINDER_KIND_WARNING: ReminderKind.ValueType  # 6
+"""To the owner, when the share of the time to keep that the promise's service level names
+(warn_at, e.g. 75%) has passed.
+"""
+REMINDER_KIND_BEFORE_DUE: ReminderKind.ValueType  # 7
+"""To the owner, `lead` before due: a reminder offset of the service level other than the
+default 24 h and 1 h (those keep their own kinds).
 """
 Global___ReminderKind: _TypeAlias = ReminderKind  # noqa: Y015
 
@@ -115,6 +132,8 @@ class _NoticeReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NoticeRe
     """A promise was made to the customer (only when customer notices are switched on)."""
     NOTICE_REASON_DUE_DATE_RENEGOTIATED: _NoticeReason.ValueType  # 2
     """The due time moved with the customer's agreement."""
+    NOTICE_REASON_PROMISE_KEPT: _NoticeReason.ValueType  # 3
+    """The promise was kept: the customer is asked how we did (a satisfaction request)."""
 
 class NoticeReason(_NoticeReason, metaclass=_NoticeReasonEnumTypeWrapper):
     """NoticeReason is the change to a promise that a customer notice tells the customer about."""
@@ -125,6 +144,8 @@ NOTICE_REASON_PROMISE_MADE: NoticeReason.ValueType  # 1
 """A promise was made to the customer (only when customer notices are switched on)."""
 NOTICE_REASON_DUE_DATE_RENEGOTIATED: NoticeReason.ValueType  # 2
 """The due time moved with the customer's agreement."""
+NOTICE_REASON_PROMISE_KEPT: NoticeReason.ValueType  # 3
+"""The promise was kept: the customer is asked how we did (a satisfaction request)."""
 Global___NoticeReason: _TypeAlias = NoticeReason  # noqa: Y015
 
 class _NoticeTemplate:
@@ -141,6 +162,8 @@ class _NoticeTemplateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Notice
     """"As agreed with you, the date has moved: we will … by <due time>." """
     NOTICE_TEMPLATE_PLEASE_CONTACT_US: _NoticeTemplate.ValueType  # 3
     """"Please contact us", and nothing else: for a contact who asked for discretion."""
+    NOTICE_TEMPLATE_SATISFACTION_REQUEST: _NoticeTemplate.ValueType  # 4
+    """"How did we do?" with a signed, single-use, expiring link to a 1-5 answer page."""
 
 class NoticeTemplate(_NoticeTemplate, metaclass=_NoticeTemplateEnumTypeWrapper):
     """NoticeTemplate is the fixed wording a customer notice was sent with. No template carries the
@@ -156,6 +179,8 @@ NOTICE_TEMPLATE_NEW_DUE_DATE: NoticeTemplate.ValueType  # 2
 """"As agreed with you, the date has moved: we will … by <due time>." """
 NOTICE_TEMPLATE_PLEASE_CONTACT_US: NoticeTemplate.ValueType  # 3
 """"Please contact us", and nothing else: for a contact who asked for discretion."""
+NOTICE_TEMPLATE_SATISFACTION_REQUEST: NoticeTemplate.ValueType  # 4
+""""How did we do?" with a signed, single-use, expiring link to a 1-5 answer page."""
 Global___NoticeTemplate: _TypeAlias = NoticeTemplate  # noqa: Y015
 
 @_typing.final
@@ -260,6 +285,7 @@ class ReminderDelivery(_message.Message):
     OWNER_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_NOTICE_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LEAD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned UUID; also the id of the Reminder sent."""
     promise_id: _builtins.str
@@ -292,6 +318,10 @@ class ReminderDelivery(_message.Message):
         left to do.
         """
 
+    @_builtins.property
+    def lead(self) -> _duration_pb2.Duration:
+        """For kind BEFORE_DUE: how long before due it is for."""
+
     def __init__(
         self,
         *,
@@ -305,10 +335,11 @@ class ReminderDelivery(_message.Message):
         owner_id: _builtins.str = ...,
         customer_notice: Global___CustomerNotice | None = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        lead: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_notice", b"customer_notice", "next_attempt_at", b"next_attempt_at", "scheduled_at", b"scheduled_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_notice", b"customer_notice", "lead", b"lead", "next_attempt_at", b"next_attempt_at", "scheduled_at", b"scheduled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "customer_notice", b"customer_notice", "id", b"id", "kind", b"kind", "next_attempt_at", b"next_attempt_at", "outcome", b"outcome", "owner_id", b"owner_id", "promise_id", b"promise_id", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "customer_notice", b"customer_notice", "id", b"id", "kind", b"kind", "lead", b"lead", "next_attempt_at", b"next_attempt_at", "outcome", b"outcome", "owner_id", b"owner_id", "promise_id", b"promise_id", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,6 +362,8 @@ class Reminder(_message.Message):
     PROMISE_KIND_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     SCHEDULED_AT_FIELD_NUMBER: _builtins.int
+    LEAD_FIELD_NUMBER: _builtins.int
+    SERVICE_LEVEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the ReminderDelivery; the same reminder delivered twice has the same id."""
     promise_id: _builtins.str
@@ -349,6 +382,8 @@ class Reminder(_message.Message):
     """The sort of commitment."""
     priority: _promise_pb2.Priority.ValueType
     """How urgently the promise must be worked on."""
+    service_level: _builtins.str
+    """Name of the service-level policy the promise follows (why this reminder came)."""
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp:
         """When the promise is due."""
@@ -356,6 +391,12 @@ class Reminder(_message.Message):
     @_builtins.property
     def scheduled_at(self) -> _timestamp_pb2.Timestamp:
         """When the reminder was scheduled to be sent."""
+
+    @_builtins.property
+    def lead(self) -> _duration_pb2.Duration:
+        """For kind BEFORE_DUE: how long before due it is for (business time when the service level
+        counts it).
+        """
 
     def __init__(
         self,
@@ -371,10 +412,12 @@ class Reminder(_message.Message):
         promise_kind: _promise_pb2.PromiseKind.ValueType = ...,
         priority: _promise_pb2.Priority.ValueType = ...,
         scheduled_at: _timestamp_pb2.Timestamp | None = ...,
+        lead: _duration_pb2.Duration | None = ...,
+        service_level: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "scheduled_at", b"scheduled_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "lead", b"lead", "scheduled_at", b"scheduled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "due_at", b"due_at", "id", b"id", "kind", b"kind", "owner_id", b"owner_id", "priority", b"priority", "promise_id", b"promise_id", "promise_kind", b"promise_kind", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "due_at", b"due_at", "id", b"id", "kind", b"kind", "lead", b"lead", "owner_id", b"owner_id", "priority", b"priority", "promise_id", b"promise_id", "promise_kind", b"promise_kind", "recipient_id", b"recipient_id", "scheduled_at", b"scheduled_at", "service_level", b"service_level", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
