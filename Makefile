@@ -22,6 +22,13 @@ $(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml cl
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 	$(PYTHON) -m venv $(VENV)
+	@# promtool for the alert rules' tests (issue 16): only the binary, from Debian's prometheus
+	@# package, into the venv; no Prometheus server is installed or started.
+	@if ! command -v promtool >/dev/null && command -v apt-get >/dev/null; then \
+	  scratch=$$(mktemp -d) && (cd $$scratch && apt-get download -qq prometheus >/dev/null \
+	    && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > promtool) \
+	    && install -m 0755 $$scratch/promtool $(VENV)/bin/promtool; rm -rf $$scratch; \
+	fi
 	$(PY) -m pip install --quiet --upgrade pip
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)

@@ -188,10 +188,28 @@ def banner(
         lines.append(
             f"{name:<12} grpc {at}:{grpc_port}  metrics http://{at}:{metrics_port}/metrics"
         )
+    lines += observability_lines(environ)
     lines += ["tokens       authorization: Bearer <token>", *token_lines(tokens)]
     supervisors = environ.get("CRM_TEAM_SUPERVISORS", DEV_SUPERVISORS)
     lines.append(f"escalations  CRM_TEAM_SUPERVISORS={supervisors}")
     return lines
+
+
+def observability_lines(environ: Mapping[str, str]) -> list[str]:
+    """Where the metrics come from and how to see traces (README, Observability)."""
+    refresh = environ.get("CRM_METRICS_REFRESH_SECONDS", "30")
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    traces = (
+        f"exported by OTLP to {without_credentials(endpoint)}  (OTEL_EXPORTER_OTLP_ENDPOINT)"
+        if endpoint
+        else "set OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 (an OpenTelemetry"
+        " collector or Jaeger) and restart"
+    )
+    return [
+        f"gauges       promise counts, outbox age, consumer lag: refreshed every {refresh} s"
+        " (CRM_METRICS_REFRESH_SECONDS); every metric in README, Observability",
+        f"traces       {traces}",
+    ]
 
 
 def local_profile(environ: Mapping[str, str], host: str, tokens: str) -> list[str]:

@@ -19,6 +19,7 @@ from tests.followup.conftest import (
     RecordingNotifier,
     RunningFollowup,
     a_promise,
+    first_promise_of,
     followup_env,
     start_followup,
 )
@@ -69,13 +70,7 @@ async def test_a_complaint_with_a_promise_is_reminded_kept_and_counted_on_time(
     [promised] = interaction.promises
 
     # then the promise is tracked in the follow-up service under the same id,
-    async def tracked() -> promise_pb2.Promise | None:
-        reply = await followup.stub.ListPromises(
-            followup_pb.ListPromisesRequest(contact_id=contact_id), metadata=bearer()
-        )
-        return reply.promises[0] if reply.promises else None
-
-    promise = await eventually(tracked)
+    promise = await first_promise_of(followup, contact_id)
     assert promise.id == promised.id
     assert promise.source_interaction_id == interaction.id
     assert promise.owner_id == interaction.agent_id

@@ -20,6 +20,7 @@ from followup.domain.service_levels import SUPERVISOR
 from followup.entrypoints import contacts_consumer, interactions_consumer
 from followup.entrypoints.feedback_page import FeedbackPage
 from followup.entrypoints.grpc_api import SERVICE_NAME, FollowupServicer
+from followup.metrics import PromiseGauges
 from followup.noticing import CustomerNotifier, FeedbackLinks
 from followup.ports import NoticeChannel, Notifier, PromiseStore
 from followup.reminding import NATS, ReminderScheduler, WakingWrites
@@ -229,6 +230,7 @@ async def build(
             *([reminding] if settings.scheduler_enabled else []),
             *([feedback_page] if feedback_page is not None else []),
         ],
+        gauges=[PromiseGauges(store, clock)],
         close_store=close,
     )
     return FollowupApp(

@@ -13,7 +13,7 @@ from typing import Protocol
 from crm.followup.v1 import reminder_pb2
 from followup.domain.contacts import ContactCard, ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
-from followup.domain.model import Channel, Promise, PromiseKind, Status
+from followup.domain.model import Channel, Priority, Promise, PromiseKind, Status
 from followup.domain.notices import NoticeMessage
 from followup.domain.reminders import ReminderDelivery
 from promesa.events import IncomingEvent
@@ -33,6 +33,17 @@ class PromiseFilter:
     due_after: datetime | None = None
     due_before: datetime | None = None
     overdue_at: datetime | None = None  # only promises overdue at this instant
+
+
+@dataclass(frozen=True)
+class OpenCount:
+    """How many promises of one team and priority are open (or waiting on the customer), and
+    how many of those are overdue: what the promise gauges show."""
+
+    team: str
+    priority: Priority
+    open: int
+    overdue: int
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,11 @@ class PromiseStore(OutboxStore, PlatformStore, Protocol):
 
     async def made_between(self, start: datetime | None, end: datetime | None) -> Sequence[Promise]:
         """Promises made at or after start and before end; None leaves that side open."""
+        ...
+
+    async def count_open(self, now: datetime) -> Sequence[OpenCount]:
+        """Open promises by team and priority, counted in the store (the metrics refresher),
+        overdue as PromiseFilter.overdue_at says; groups with none open are left out."""
         ...
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:

@@ -36,11 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from followup import metrics
 from followup.breaker import BreakerState, CircuitBreaker
 from followup.domain import lifecycle
 from followup.domain.events import PromiseEvent, ReminderDue, ReminderSent
@@ -57,6 +59,7 @@ from followup.lanes import Admission, Lane
 from followup.noticing import CustomerNotifier
 from followup.ports import Change, Claim, LeaseLostError, Notifier, PromiseStore
 from followup.settings import LaneSettings
+from promesa import tracing
 from promesa.clock import Clock
 from promesa.ids import new_id
 from promesa.storage import VersionConflictError
@@ -306,7 +309,9 @@ class ReminderScheduler:
 
     async def _begin(self, claim: Claim, promise: Promise | None) -> bool | asyncio.Task[bool]:
         r = claim.delivery
-        with structlog.contextvars.bound_contextvars(reminder_id=r.id, promise_id=r.promise_id):
+        bound = structlog.contextvars.bound_contextvars(reminder_id=r.id, promise_id=r.promise_id)
+        # A span per delivery, in the trace of what planned it; the sends run on in a task.
+        with bound, tracing.working(f"reminder.deliver {r.kind.value.lower()}", parent=r.trace):
             try:
                 if r.kind is ReminderKind.CUSTOMER_NOTICE:
                     return await self._notice(claim, promise)
@@ -499,6 +504,7 @@ class ReminderScheduler:
             except VersionConflictError:
                 promise = await self._store.get(claim.delivery.promise_id)
                 raise
+            metrics.delivery_recorded(claim.delivery, updated)
             return True
 
         return await retry_on_conflict(
@@ -552,10 +558,24 @@ def earliest_attempt(change: Change) -> datetime | None:
     return min((at for at in planned if at is not None), default=None)
 
 
+def traced(change: Change) -> None:
+    """Stamps the reminders a change plans with the current trace (none untraced), so that
+    each delivery continues the trace of the call or event that planned it."""
+    parent = tracing.current_traceparent()
+    if not parent:
+        return
+    change.replans = {
+        promise_id: [replace(r, trace=parent) for r in reminders]
+        for promise_id, reminders in change.replans.items()
+    }
+    change.added = [replace(r, trace=parent) for r in change.added]
+
+
 class WakingWrites(Writes[Change]):
     """The follow-up's one write path: after a commit that plans a reminder, rings the
     scheduler's alarm with its earliest attempt, so the scheduler wakes for it rather than at
-    its fallback interval. After the commit, so the scheduler's read finds it."""
+    its fallback interval. After the commit, so the scheduler's read finds it; the domain
+    counters too (followup.metrics.committed), so nothing rolled back is counted."""
 
     def __init__(
         self, store: Committer[Change], on_commit: Callable[[], None], alarm: Alarm
@@ -564,7 +584,9 @@ class WakingWrites(Writes[Change]):
         self._alarm = alarm
 
     async def commit(self, change: Change) -> None:
+        traced(change)
         await super().commit(change)
+        metrics.committed(change)
         at = earliest_attempt(change)
         if at is not None:
             self._alarm.set(at)

@@ -25,7 +25,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from promesa import metrics
+from promesa import metrics, tracing
 from promesa.auth import acting_as, worker_identity
 from promesa.errors import UnavailableError, is_permanent
 from promesa.event_catalog import ordering_key
@@ -280,6 +280,17 @@ class DurableConsumer:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def measure(self) -> None:
+        """Sets the consumer's lag gauges from JetStream (the metrics refresher); nothing
+        before the consumer exists (its stream not declared yet)."""
+        try:
+            info = await self._bus.js.consumer_info(self._stream.name, self._durable)
+        except JsNotFoundError:
+            return
+        metrics.CONSUMER_PENDING.labels(self._service, self._durable).set(info.num_pending or 0)
+        ack_pending = metrics.CONSUMER_ACK_PENDING.labels(self._service, self._durable)
+        ack_pending.set(info.num_ack_pending or 0)
+
     async def run(self) -> None:
         sub = await self._subscribe()
         if sub is None:
@@ -382,7 +393,8 @@ class DurableConsumer:
         bound = structlog.contextvars.bound_contextvars(
             event_id=event.event_id, event_type=event.type, consumer=self._durable
         )
-        with bound, acting_as(self._identity):
+        traced = tracing.consuming(self._service, msg.subject, msg.headers, self._durable)
+        with bound, acting_as(self._identity), traced:
             if delivery > 1:
                 metrics.EVENTS_REDELIVERED.labels(self._service, self._durable).inc()
             started = time.perf_counter()

@@ -9,6 +9,9 @@ from typing import Any, Protocol
 
 CONTENT_TYPE = "application/protobuf"
 NATS_MSG_ID = "Nats-Msg-Id"
+# The CloudEvents distributed-tracing extension's attributes, bound like the others (`ce-`).
+TRACEPARENT = "ce-traceparent"
+TRACESTATE = "ce-tracestate"
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,13 @@ class OutgoingEvent:
     time: datetime
     ce_subject: str  # the resource the event is about (a contact id, a promise id)
     data: bytes
+    # W3C trace context of the work that wrote the event (CloudEvents distributed-tracing
+    # extension), "" when none was traced: kept in the outbox, so a late relay continues it.
+    traceparent: str = ""
+    tracestate: str = ""
 
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "ce-specversion": "1.0",
             "ce-id": self.event_id,
             "ce-source": self.source,
@@ -34,6 +41,11 @@ class OutgoingEvent:
             "content-type": CONTENT_TYPE,
             NATS_MSG_ID: self.event_id,
         }
+        if self.traceparent:
+            headers[TRACEPARENT] = self.traceparent
+            if self.tracestate:
+                headers[TRACESTATE] = self.tracestate
+        return headers
 
     def row(self) -> dict[str, Any]:
         """The outbox row (SQLite) or document (MongoDB) that keeps this event until sent."""
@@ -45,6 +57,8 @@ class OutgoingEvent:
             "time": self.time.isoformat(),
             "ce_subject": self.ce_subject,
             "data": self.data,
+            "traceparent": self.traceparent or None,
+            "tracestate": self.tracestate or None,
         }
 
     @classmethod
@@ -58,7 +72,17 @@ class OutgoingEvent:
             time=datetime.fromisoformat(row["time"]),
             ce_subject=row["ce_subject"],
             data=bytes(row["data"]),
+            traceparent=_optional(row, "traceparent"),
+            tracestate=_optional(row, "tracestate"),
         )
+
+
+def _optional(row: Row, key: str) -> str:
+    """A column added later: NULL in SQLite, absent from an older MongoDB document."""
+    try:
+        return str(row[key] or "")
+    except (KeyError, IndexError):
+        return ""
 
 
 class Row(Protocol):

@@ -1,4 +1,5 @@
-"""structlog set up for JSON lines; request id, method and event id are bound via contextvars."""
+"""structlog set up for JSON lines; request id, method and event id are bound via contextvars,
+trace and span ids taken from the active OpenTelemetry span."""
 
 from __future__ import annotations
 
@@ -6,10 +7,21 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, WrappedLogger
 
 # Whether info lines are written (configure_logging sets it): the interceptor asks before it
 # prepares a line per call. True until configured, as structlog's own default writes them.
 RENDERS_INFO = True
+
+
+def add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """`trace_id` and `span_id` (hex, as trace viewers show them) while a span is active."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event["trace_id"] = format(ctx.trace_id, "032x")
+        event["span_id"] = format(ctx.span_id, "016x")
+    return event
 
 
 def configure_logging(level: str = "info", service: str = "") -> None:
@@ -22,6 +34,7 @@ def configure_logging(level: str = "info", service: str = "") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

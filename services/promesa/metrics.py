@@ -17,8 +17,10 @@ RPC_LATENCY = Histogram(
 )
 EVENTS_PUBLISHED = Counter(
     "promesa_events_published_total",
-    "Events published to JetStream by the outbox relay.",
-    ["service", "subject"],
+    # By type (the full proto message name), not subject: a subject ends with a contact id, and
+    # an id as a label makes a series per contact (and keeps an erased one's id).
+    "Events published to JetStream by the outbox relay, by CloudEvents type.",
+    ["service", "type"],
 )
 EVENTS_CONSUMED = Counter(
     "promesa_events_consumed_total",
@@ -46,6 +48,23 @@ OUTBOX_BACKLOG = Gauge(
     "promesa_outbox_backlog",
     "Events committed but not yet published.",
     ["service"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "promesa_outbox_oldest_age_seconds",
+    "Age of the oldest event committed but not yet published, 0 when none: a relay that"
+    " cannot publish shows here long before the backlog looks large.",
+    ["service"],
+)
+CONSUMER_PENDING = Gauge(
+    "promesa_consumer_pending_messages",
+    "Messages of the stream a durable consumer has not been delivered yet (JetStream's"
+    " num_pending): its lag.",
+    ["service", "consumer"],
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "promesa_consumer_ack_pending_messages",
+    "Messages delivered to a durable consumer and not yet acknowledged (num_ack_pending).",
+    ["service", "consumer"],
 )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from promesa import mongo as db
+from promesa import tracing
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
@@ -110,7 +111,9 @@ class MongoStore(Generic[E]):
             await apply(session)
             await db.append_outbox(self._db, session, events)
 
-        await db.run_transaction(self._client, write, database=self._db.name)
+        with tracing.commit_span(events) as traced:
+            events = traced  # `write` reads them when it runs: stamped with the commit's span
+            await db.run_transaction(self._client, write, database=self._db.name)
 
     @staticmethod
     async def _save_versioned(

@@ -7,12 +7,12 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
-from promesa import metrics
+from promesa import metrics, tracing
 from promesa.bus import EventBus
 from promesa.events import OutgoingEvent
 
@@ -148,17 +148,29 @@ class OutboxRelay:
                 if not rows:
                     break
                 try:
-                    await self._bus.publish_batch([event for _, event in rows])
+                    with tracing.relay_batch(self._service, [e for _, e in rows]) as events:
+                        await self._bus.publish_batch(events)
                 except Exception:
                     # Another relay may get through where this one could not: hand them over.
                     await self._release()
                     raise
                 await self._store.mark_events_sent([seq for seq, _ in rows])
                 for _, event in rows:
-                    metrics.EVENTS_PUBLISHED.labels(self._service, event.subject).inc()
+                    metrics.EVENTS_PUBLISHED.labels(self._service, event.type).inc()
                 published += len(rows)
-            metrics.OUTBOX_BACKLOG.labels(self._service).set(await self._store.outbox_backlog())
+            backlog = await self._store.outbox_backlog()
+            metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
+            if not backlog:  # caught up: no wait for the refresher to say the age is gone
+                metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(0)
         return published
+
+    async def measure(self, now: datetime) -> None:
+        """Sets the outbox gauges from the store, whoever holds the rows (the metrics
+        refresher): the age is `now` less the oldest waiting event's time, 0 when none."""
+        metrics.OUTBOX_BACKLOG.labels(self._service).set(await self._store.outbox_backlog())
+        oldest = await self._store.pending_events(1)
+        age = max(0.0, (now - oldest[0][1].time).total_seconds()) if oldest else 0.0
+        metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(age)
 
     async def _release(self) -> None:
         try:

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from crm.operations.v1 import dead_letters_pb2_grpc as dead_letters_grpc
+from promesa import tracing
 from promesa.bus import DeadLetterSink, DurableConsumer, EventBus, Handler, StreamSpec
 from promesa.clock import Clock
 from promesa.dead_letters import DeadLetters
@@ -65,6 +66,7 @@ class ServiceParts:
     clock: Clock  # the store's clock: inbox rows are stamped with it
     subscriptions: Sequence[Subscription] = ()
     workers: Sequence[Worker] = ()  # sweeps and schedulers
+    gauges: Sequence[Callable[[], Awaitable[None]]] = ()  # domain gauges, refreshed with ours
     close_store: Callable[[], Awaitable[None]] | None = None
 
 
@@ -150,15 +152,34 @@ class Runtime:
             self.prune_inbox,
             settings.inbox_prune_interval_seconds,
         )
-        self._workers: list[Worker] = [*self.consumers, *parts.workers, pruner]
+        gauges = Periodic(
+            settings.service,
+            "metrics_refresh",
+            self.refresh_metrics,
+            settings.metrics_refresh_seconds,
+        )
+        self._workers: list[Worker] = [*self.consumers, *parts.workers, pruner, gauges]
         self._service_names = [*parts.grpc_service_names, DEAD_LETTERS_SERVICE]
 
     async def start(self) -> int:
         """Binds both ports first: a port held by another process refuses the start
         (PortInUseError naming it) before anything is declared or consumed."""
         s = self.settings
+        # Every call and worker runs in a copy of this context (grpc's server loop and the
+        # workers' tasks are created below): their commits find the service's tracer there.
+        traced = tracing.bind(tracing.tracer_of(s.service))
+        try:
+            return await self._start(s)
+        finally:
+            tracing.unbind(traced)
+
+    async def _start(self, s: CommonSettings) -> int:
+        interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(s.service, s.api_tokens)]
+        provider = tracing.provider_of(s.service)
+        if provider is not None:  # first: its span is current in ours, so log lines carry it
+            interceptors.insert(0, tracing.server_interceptor(provider))
         server = grpc.aio.server(
-            interceptors=[CallInterceptor(s.service, s.api_tokens)],
+            interceptors=interceptors,
             # gRPC sets SO_REUSEPORT by default: a second process would bind the same port
             # without a word and take part of the calls into its own database.
             options=[("grpc.so_reuseport", 0)],
@@ -208,6 +229,19 @@ class Runtime:
             nats=s.nats_address,
         )
         return self.port
+
+    async def refresh_metrics(self) -> None:
+        """Sets the gauges read from elsewhere (the outbox, JetStream's consumers, the
+        service's own counts), every CRM_METRICS_REFRESH_SECONDS rather than per call: one
+        that fails is logged, and the others are still refreshed."""
+        jobs = [
+            self.parts.relay.measure(self.parts.clock.now()),
+            *(consumer.measure() for consumer in self.consumers),
+            *(gauge() for gauge in self.parts.gauges),
+        ]
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("metrics_refresh_failed", error=repr(outcome))
 
     async def _supervise(self, worker: Worker) -> None:
         """A worker that crashes is logged and restarted: a bug must not silently stop it."""
@@ -287,6 +321,7 @@ def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Appli
             print(f"{name}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         configure_logging(settings.common.log_level, name)
+        tracing.configure_from_environment(settings.common.service)
         try:
             app = await build(settings)
         except ConfigError as exc:  # found only on connecting, e.g. a server without transactions

@@ -105,6 +105,7 @@ class CommonSettings:
     stream_max_bytes: int = 0  # the size past which the stream drops its oldest events; 0 = none
     inbox_retention: timedelta = timedelta(days=30)  # how long a handled event's inbox row stays
     inbox_prune_interval_seconds: float = 3600.0
+    metrics_refresh_seconds: float = 30.0  # how often gauges read from the store and JetStream
 
     @property
     def nats_address(self) -> str:
@@ -171,6 +172,9 @@ class CommonSettings:
             ),
             inbox_prune_interval_seconds=env.number(
                 "CRM_INBOX_PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0, maximum=7 * 86_400.0
+            ),
+            metrics_refresh_seconds=env.number(
+                "CRM_METRICS_REFRESH_SECONDS", 30.0, minimum=1.0, maximum=3600.0
             ),
         )
 

@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     ce_subject TEXT NOT NULL,
     data BLOB NOT NULL,
     claimed_by TEXT,
-    claimed_until TEXT
+    claimed_until TEXT,
+    traceparent TEXT,
+    tracestate TEXT
 );
 CREATE TABLE IF NOT EXISTS inbox (
     consumer TEXT NOT NULL,
@@ -95,7 +97,12 @@ def open_reader(path: Path) -> sqlite3.Connection:
 # Columns that came after a table did: a database written by an older release gets them when it
 # is opened (its outbox rows unclaimed, its dead letters without source, ce_subject and time).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "outbox": (("claimed_by", "TEXT"), ("claimed_until", "TEXT")),
+    "outbox": (
+        ("claimed_by", "TEXT"),
+        ("claimed_until", "TEXT"),
+        ("traceparent", "TEXT"),
+        ("tracestate", "TEXT"),
+    ),
     "dead_letters": (
         ("source", "TEXT NOT NULL DEFAULT ''"),
         ("ce_subject", "TEXT NOT NULL DEFAULT ''"),
@@ -217,8 +224,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def append_outbox(conn: sqlite3.Connection, events: Sequence[OutgoingEvent]) -> None:
     conn.executemany(
-        "INSERT OR IGNORE INTO outbox (event_id, subject, type, source, time, ce_subject, data)"
-        " VALUES (:event_id, :subject, :type, :source, :time, :ce_subject, :data)",
+        "INSERT OR IGNORE INTO outbox"
+        " (event_id, subject, type, source, time, ce_subject, data, traceparent, tracestate)"
+        " VALUES (:event_id, :subject, :type, :source, :time, :ce_subject, :data,"
+        " :traceparent, :tracestate)",
         [e.row() for e in events],
     )
 
@@ -233,7 +242,7 @@ def pending_outbox(conn: sqlite3.Connection, limit: int) -> list[tuple[int, Outg
     return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 
 
-_EVENT_COLUMNS = "event_id, subject, type, source, time, ce_subject, data"
+_EVENT_COLUMNS = "event_id, subject, type, source, time, ce_subject, data, traceparent, tracestate"
 
 
 def claim_outbox(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from promesa import sqlite as db
+from promesa import tracing
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
@@ -78,7 +79,9 @@ class SqliteStore:
                 db.append_outbox(conn, events)
             return result
 
-        return await self._writer.write(change, durable=durable)
+        with tracing.commit_span(events) as traced:
+            events = traced  # `change` reads them when it runs: stamped with the commit's span
+            return await self._writer.write(change, durable=durable)
 
     @staticmethod
     def _save_versioned(

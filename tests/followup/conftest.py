@@ -30,7 +30,7 @@ from promesa.clock import ManualClock
 from promesa.protos import to_timestamp
 from promesa.runtime import Runtime
 from promesa.settings import Env
-from tests.support import TOKENS, bearer
+from tests.support import TOKENS, bearer, eventually
 
 
 @dataclass
@@ -181,3 +181,16 @@ async def make(
         metadata=bearer(token) if token else bearer(),
     )
     return reply.promise
+
+
+async def first_promise_of(followup: RunningFollowup, contact_id: str) -> promise_pb2.Promise:
+    """The contact's first promise once the follow-up service tracks it (an interaction's
+    promise arrives through its event, a moment after the interaction was recorded)."""
+
+    async def tracked() -> promise_pb2.Promise | None:
+        reply = await followup.stub.ListPromises(
+            followup_pb.ListPromisesRequest(contact_id=contact_id), metadata=bearer()
+        )
+        return reply.promises[0] if reply.promises else None
+
+    return await eventually(tracked)

@@ -210,6 +210,7 @@ async def test_the_erasure_is_confirmed_once_however_often_it_is_delivered(
     svc = interactions_service
     forgotten = await known_contact(svc)
     await what_they_wrote(svc, forgotten, "twice")
+    confirmed_before = confirmations_published()
     first = await erase(svc, forgotten)
 
     # When the same event is delivered again (its ack was lost), and another erasure of the
@@ -231,11 +232,7 @@ async def test_the_erasure_is_confirmed_once_however_often_it_is_delivered(
 
     # then the confirmation was published once, and is still in the stream (not purged again).
     await svc.runtime.parts.relay.flush()
-    subject = confirmation_subject(forgotten)
-    published = REGISTRY.get_sample_value(
-        "promesa_events_published_total", {"service": "interactions", "subject": subject}
-    )
-    assert published == 1
+    assert confirmations_published() - confirmed_before == 1
     assert len(await confirmations(svc, forgotten)) == 1
 
 
@@ -252,3 +249,15 @@ async def test_a_contact_first_heard_of_in_its_erasure_is_confirmed_too(
 
     known = await svc.store.contact(stranger)
     assert known is not None and known.erased_at is not None
+
+
+def confirmations_published() -> float:
+    """Erasure confirmations the interactions relay has published in this process so far (the
+    counter is by event type: a test reads how much it grew)."""
+    return (
+        REGISTRY.get_sample_value(
+            "promesa_events_published_total",
+            {"service": "interactions", "type": "crm.interactions.v1.ContactErasureConfirmed"},
+        )
+        or 0.0
+    )

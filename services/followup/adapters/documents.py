@@ -186,6 +186,7 @@ def delivery_doc(r: ReminderDelivery) -> Document:
         "announced": r.announced,
         "notice": notice_doc(r.notice) if r.notice else None,
         "lead": r.lead.total_seconds() if r.lead is not None else None,
+        "trace": r.trace,
     }
 
 
@@ -209,6 +210,7 @@ def delivery_from(d: Document) -> ReminderDelivery:
         announced=d["announced"],
         notice=notice_from(d["notice"]) if d.get("notice") else None,  # absent before notices
         lead=timedelta(seconds=d["lead"]) if d.get("lead") is not None else None,
+        trace=d.get("trace", ""),  # absent before traces
     )
 
 
@@ -336,6 +338,7 @@ _DELIVERY_DEFAULTS: Document = {
     "announced": False,
     "notice": None,
     "lead": None,
+    "trace": "",
 }
 _NOTICE_DEFAULTS: Document = {
     "renegotiation": 0,
@@ -470,6 +473,7 @@ def delivery_row(r: ReminderDelivery, *, claimed: bool = False) -> Document:
         "announced": r.announced,
         "notice": _notice_row(r.notice) if r.notice else None,
         "lead": r.lead // MICROSECOND if r.lead is not None else None,
+        "trace": r.trace,
     }
     if r.recipient_id != r.owner_id:
         rest["recipient_id"] = r.recipient_id
@@ -515,6 +519,7 @@ def delivery_from_row(row: Columns) -> ReminderDelivery:
         announced=d["announced"],
         notice=_notice_from_row(notice) if notice else None,
         lead=d["lead"] * MICROSECOND if d["lead"] is not None else None,
+        trace=d["trace"],
     )
 
 

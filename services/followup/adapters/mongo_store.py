@@ -36,9 +36,16 @@ from followup.adapters import documents
 from followup.adapters.documents import iso
 from followup.domain.contacts import ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
-from followup.domain.model import Promise, PromiseKind, Status
+from followup.domain.model import Priority, Promise, PromiseKind, Status
 from followup.domain.reminders import Outcome, ReminderDelivery
-from followup.ports import Change, Claim, ContactGoneError, LeaseLostError, PromiseFilter
+from followup.ports import (
+    Change,
+    Claim,
+    ContactGoneError,
+    LeaseLostError,
+    OpenCount,
+    PromiseFilter,
+)
 from promesa import mongo as db
 from promesa.ids import new_id
 from promesa.mongo_store import MongoStore
@@ -226,6 +233,38 @@ class MongoPromiseStore(MongoStore[PromiseEvent]):
         if end is not None:
             created["$lt"] = iso(end)
         return await self._find({"created_at": created} if created else {})
+
+    async def count_open(self, now: datetime) -> Sequence[OpenCount]:
+        # Counted in the server through promises_by_status: only the groups come back.
+        open_statuses = [Status.OPEN.value, Status.WAITING_ON_CUSTOMER.value]
+        late = {"$and": [{"$eq": ["$status", Status.OPEN.value]}, {"$lt": ["$due_at", iso(now)]}]}
+        paused_late = {
+            "$and": [
+                {"$eq": ["$status", Status.WAITING_ON_CUSTOMER.value]},
+                {"$eq": [{"$type": "$paused_at"}, "string"]},
+                {"$gt": ["$paused_at", "$due_at"]},
+            ]
+        }
+        pipeline: builtins.list[db.Document] = [
+            {"$match": {"status": {"$in": open_statuses}}},
+            {
+                "$group": {
+                    "_id": {"team": "$team", "priority": "$priority"},
+                    "open": {"$sum": 1},
+                    "overdue": {"$sum": {"$cond": [{"$or": [late, paused_late]}, 1, 0]}},
+                }
+            },
+        ]
+        groups = await (await self._promises.aggregate(pipeline)).to_list()
+        return [
+            OpenCount(
+                g["_id"]["team"],
+                Priority(g["_id"].get("priority") or Priority.NORMAL.value),
+                g["open"],
+                g["overdue"],
+            )
+            for g in groups
+        ]
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:
         doc = await self._profiles.find_one({"_id": contact_id})

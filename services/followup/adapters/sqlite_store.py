@@ -15,6 +15,7 @@ lets a claim lapse under it.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import sqlite3
@@ -26,9 +27,16 @@ from followup.adapters import documents
 from followup.adapters.documents import from_micros, micros, packed_id
 from followup.domain.contacts import ContactFate, ContactPreferences
 from followup.domain.events import PromiseEvent
-from followup.domain.model import Promise, PromiseKind, Status
+from followup.domain.model import Priority, Promise, PromiseKind, Status
 from followup.domain.reminders import Outcome, ReminderDelivery
-from followup.ports import Change, Claim, ContactGoneError, LeaseLostError, PromiseFilter
+from followup.ports import (
+    Change,
+    Claim,
+    ContactGoneError,
+    LeaseLostError,
+    OpenCount,
+    PromiseFilter,
+)
 from promesa import sqlite as db
 from promesa.clock import Clock
 from promesa.events import OutgoingEvent
@@ -156,6 +164,7 @@ class SqlitePromiseStore(SqliteStore):
         # The schema is laid down by `_migrate`, which knows the older layouts it replaces.
         super().__init__(path, "", clock, synchronous=synchronous)
         self._encode = encode
+        self._path = path
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         db.lay_out(conn, "follow-up", SCHEMA, SCHEMA_VERSION, _upgrade)
@@ -231,6 +240,29 @@ class SqlitePromiseStore(SqliteStore):
             args.append(micros(end))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return self._promises(clause, args)
+
+    async def count_open(self, now: datetime) -> Sequence[OpenCount]:
+        """Through promises_by_status, on a connection of its own in a thread: every open
+        promise's doc is read for its priority (absent when NORMAL), some 0.4 s for 100,000,
+        which must not hold up the calls served on the event loop's connection."""
+
+        def count() -> list[tuple[str, str, int, int]]:
+            conn = db.open_reader(self._path)
+            try:
+                return conn.execute(
+                    "SELECT team, coalesce(json_extract(doc, '$.priority'), 'NORMAL'), count(*),"
+                    " sum((status = 'OPEN' AND due_us < ?)"
+                    " OR (status = 'WAITING_ON_CUSTOMER' AND paused_us > due_us))"
+                    " FROM promises WHERE status IN ('OPEN', 'WAITING_ON_CUSTOMER') GROUP BY 1, 2",
+                    (micros(now),),
+                ).fetchall()
+            finally:
+                conn.close()
+
+        rows = await asyncio.to_thread(count)
+        return [
+            OpenCount(team, Priority(priority), n, overdue) for team, priority, n, overdue in rows
+        ]
 
     async def profile(self, contact_id: str) -> ContactPreferences | None:
         return self._profile(self._conn, contact_id)

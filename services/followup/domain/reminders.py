@@ -120,6 +120,9 @@ class ReminderDelivery:
     announced: bool = False  # ReminderSent published
     notice: NoticeRecord | None = None  # set for kind CUSTOMER_NOTICE only
     lead: timedelta | None = None  # set for kind BEFORE_DUE: how long before due it is for
+    # The W3C traceparent of the work that planned it (opaque text here): its delivery, however
+    # much later, continues that trace.
+    trace: str = ""
 
     def after_attempts(
         self, attempts: list[DeliveryAttempt], now: datetime, policy: ReminderPolicy
