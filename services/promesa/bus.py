@@ -28,8 +28,8 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from promesa import metrics, tracing
 from promesa.auth import acting_as, worker_identity
 from promesa.errors import UnavailableError, is_permanent
-from promesa.event_catalog import ordering_key
 from promesa.events import IncomingEvent, OutgoingEvent, UndecodableEventError
+from promesa.in_flight import InFlight
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,9 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 # RETRY_BACKOFF_MAX: quick for a blip, spaced out for a longer fault.
 RETRY_BACKOFF_BASE = 1.0
 RETRY_BACKOFF_MAX = 30.0
+# Messages a consumer has started and not finished, in fetched batches: enough for the next
+# batches' work to overlap a slow commit, few enough to stay far below max_ack_pending.
+IN_FLIGHT_BATCHES = 4
 
 
 def retry_delay(delivery: int) -> float:
@@ -245,9 +248,11 @@ class DurableConsumer:
     alive with a progress ack every third of the ack wait: the ack wait can then be chosen
     from the usual handling time, not the worst.
 
-    A batch is applied concurrently across contacts and in order within one
-    (`handling_order`): the handlers' commits then arrive together, and a store that groups
-    concurrent commits writes the batch in one transaction.
+    Messages are handled as they are fetched (`promesa.in_flight`), up to
+    `IN_FLIGHT_BATCHES` batches at once: side by side across contacts, in order within one,
+    a merge or an erasure alone. The handlers' commits arrive together, a store that groups
+    concurrent commits writes them in one transaction, and the next batch's work goes on
+    while a commit waits for the disk.
     """
 
     def __init__(
@@ -296,14 +301,24 @@ class DurableConsumer:
         if sub is None:
             return
         log.info("consumer_started", consumer=self._durable, stream=self._stream.name)
+        in_flight = InFlight(self._handle, IN_FLIGHT_BATCHES * self._batch)
         stopping = asyncio.ensure_future(self._stopping.wait())
+        heartbeat = asyncio.ensure_future(self._heartbeat(in_flight.waiting))
         idle = True
         try:
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and in_flight.failure is None:
+                room = asyncio.ensure_future(in_flight.freed())
+                await asyncio.wait({room, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not room.done():
+                    room.cancel()
+                    break
                 # nats-py's fetch(n) holds on to the first message until n have come or the
                 # timeout ends: an idle consumer would sit on a lone event for up to 5 s. So
                 # an idle one waits for a single message, and a busy one takes what is there.
-                pulled = sub.fetch(1, timeout=5.0) if idle else sub.fetch(self._batch, timeout=0.05)
+                if idle:
+                    pulled = sub.fetch(1, timeout=5.0)
+                else:
+                    pulled = sub.fetch(min(self._batch, in_flight.room), timeout=0.05)
                 # A stop must not wait for a long poll to time out; handling is never cut short.
                 fetch = asyncio.ensure_future(pulled)
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -313,40 +328,19 @@ class DurableConsumer:
                 try:
                     msgs = fetch.result()
                 except (TimeoutError, nats.errors.TimeoutError):
-                    idle = True
+                    idle = not in_flight
                     continue
                 idle = False
-                await self._handle_batch(msgs)
+                in_flight.start(msgs)
         finally:
+            await in_flight.drain()
             stopping.cancel()
-            await sub.unsubscribe()
-
-    async def _handle_batch(self, msgs: Sequence[Msg]) -> None:
-        """Handles the batch concurrently across contacts and in order within each one
-        (`handling_order`), each message acked after its own commit; with a store that groups
-        concurrent commits, the batch's effects share transactions. A heartbeat keeps every
-        message not yet finished in progress, so none is redelivered elsewhere because another
-        ran long. A message whose handling raised (NATS away at its ack) ends its contact's
-        run; the other runs finish, then the error is raised."""
-        waiting = {id(msg): msg for msg in msgs}
-        heartbeat = asyncio.ensure_future(self._heartbeat(waiting))
-        try:
-            for runs in handling_order(msgs):
-                outcomes = await asyncio.gather(
-                    *(self._handle_run(run, waiting) for run in runs), return_exceptions=True
-                )
-                for outcome in outcomes:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-        finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-
-    async def _handle_run(self, run: Sequence[Msg], waiting: dict[int, Msg]) -> None:
-        for msg in run:
-            await self._handle(msg)
-            del waiting[id(msg)]
+            await sub.unsubscribe()
+        if in_flight.failure is not None:
+            raise in_flight.failure
 
     async def _heartbeat(self, waiting: dict[int, Msg]) -> None:
         """Every third of the ack wait, tells JetStream the unfinished messages are still being
@@ -446,27 +440,6 @@ class DurableConsumer:
         metrics.DEAD_LETTERS.labels(self._service, self._durable).inc()
         metrics.EVENTS_CONSUMED.labels(self._service, self._durable, "dead_letter").inc()
         await msg.term()
-
-
-def handling_order(msgs: Sequence[Msg]) -> list[list[list[Msg]]]:
-    """The batch as steps taken one after the other, each step runs handled side by side,
-    each run in batch order: the events about one contact form one run. An event handled
-    alone is a step of its own: what came before it in the batch is finished first, what
-    came after waits for it."""
-    steps: list[list[list[Msg]]] = []
-    runs: dict[str, list[Msg]] = {}
-    for msg in msgs:
-        key = ordering_key(msg.subject)
-        if key is None:
-            if runs:
-                steps.append(list(runs.values()))
-                runs = {}
-            steps.append([[msg]])
-        else:
-            runs.setdefault(key, []).append(msg)
-    if runs:
-        steps.append(list(runs.values()))
-    return steps
 
 
 def describe(exc: BaseException) -> str:

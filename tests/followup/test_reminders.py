@@ -186,11 +186,14 @@ async def test_replicas_racing_on_one_sqlite_file_never_claim_the_same_reminder(
         await make(svc, due_in=timedelta(minutes=5))
     clock.advance(timedelta(minutes=5))
     path = Path(followup_env(NatsServer(tmp_path), tmp_path)["CRM_SQLITE_PATH"])
-    stores = [SqlitePromiseStore(path, encode, clock) for _ in range(3)]
+    # Opened off the loop: opening waits for the write lock, which the running service's
+    # writer may hold until the loop runs its group's statements.
+    stores = [await asyncio.to_thread(SqlitePromiseStore, path, encode, clock) for _ in range(3)]
     claimed: list[list[Claim]] = [[] for _ in stores]
 
     async def replica(i: int) -> None:
-        """Each store claims on its own writer thread and connection: a real race."""
+        """Each store claims on its own writer connection (its BEGIN and COMMIT on a thread of
+        its own): a real race."""
         while batch := await stores[i].claim_due(
             clock.now(), clock.now() + timedelta(minutes=1), 3
         ):

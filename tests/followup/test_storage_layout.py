@@ -1,5 +1,6 @@
 """The follow-up SQLite file's layout: what it costs on disk, that every query is served by an
-index, and that a file written by the first release opens, migrated, with its data intact."""
+index, and that a file written by an older release (the first, or layout 1) opens, migrated,
+with its data intact."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from followup.adapters import documents, event_codec
 from followup.adapters.documents import iso
-from followup.adapters.sqlite_store import SCHEMA_VERSION, SqlitePromiseStore
+from followup.adapters.sqlite_store import COUNT_OPEN, SCHEMA_VERSION, SqlitePromiseStore
 from followup.domain import lifecycle, notices
 from followup.domain.model import Channel, Evidence, Priority, Promise, PromiseKind, Status
 from followup.domain.reminders import (
@@ -29,7 +31,8 @@ from followup.domain.reminders import (
     delivery,
     plan,
 )
-from followup.ports import Change, PromiseFilter
+from followup.metrics import PromiseGauges
+from followup.ports import Change, OpenCount, PromiseFilter
 from promesa.clock import ManualClock
 from promesa.ids import new_id
 from promesa.pagination import Cursor
@@ -111,6 +114,69 @@ FIRST_LAYOUT_REMINDER = (
     ' false, "notice": null}'
 )
 
+# Layout 1's schema (compact rows; a promise's priority in its doc, absent when NORMAL), as it
+# created the file: kept verbatim, so its upgrade is tested against what is on disk out there.
+LAYOUT_1 = """
+CREATE TABLE IF NOT EXISTS promises (
+    id BLOB NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL,
+    contact_id BLOB NOT NULL,
+    owner_id BLOB NOT NULL,
+    team TEXT NOT NULL,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    due_us INTEGER NOT NULL,
+    paused_us INTEGER,
+    created_us INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS promises_by_due ON promises (due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_owner ON promises (owner_id, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_team ON promises (team, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_contact ON promises (contact_id, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_status ON promises (status, due_us, id);
+CREATE INDEX IF NOT EXISTS promises_by_created ON promises (created_us);
+CREATE TABLE IF NOT EXISTS reminders (
+    id BLOB NOT NULL,
+    promise_id BLOB NOT NULL,
+    contact_id BLOB NOT NULL,
+    owner_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    scheduled_us INTEGER NOT NULL,
+    next_attempt_us INTEGER,
+    lease_token TEXT,
+    remaining TEXT NOT NULL,
+    doc TEXT
+);
+CREATE INDEX IF NOT EXISTS reminders_due ON reminders (next_attempt_us)
+    WHERE next_attempt_us IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reminders_by_promise ON reminders (promise_id, scheduled_us, id);
+CREATE INDEX IF NOT EXISTS reminders_by_owner ON reminders (owner_id, scheduled_us, id);
+CREATE INDEX IF NOT EXISTS reminders_by_time ON reminders (scheduled_us, id);
+CREATE TABLE IF NOT EXISTS contact_profiles (
+    contact_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contact_fates (
+    contact_id TEXT PRIMARY KEY,
+    merged_into_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contact_fates_by_survivor ON contact_fates (merged_into_id)
+    WHERE merged_into_id != '';
+"""
+# An URGENT promise's row exactly as layout 1 wrote it (made by that release's row codec).
+LAYOUT_1_URGENT_ROW = (
+    "INSERT INTO promises VALUES (X'0f5e3c1a6b2d4e8f9a7c1d2e3f4a5b6c', 1,"
+    " X'5a1b2c3d4e5f4a6b8c7d9e0f1a2b3c4d', 'ana', 'madrid', 'OPEN', 'SEND_INFORMATION',"
+    " 1772460000000000, NULL, 1772442000000000, ?)"
+)
+LAYOUT_1_URGENT_DOC = (
+    '{"text":"Send the signed quote","created_by":"ana","channel":"EMAIL","priority":"URGENT",'
+    '"history":[["ana",1772442000000000,"CREATED","","","2026-03-02T14:00:00Z"]]}'
+)
+
 
 def a_promise(
     promise_id: str | None = None, due_in: timedelta = 5 * HOUR, **fields: object
@@ -182,6 +248,61 @@ def write_first_layout(
     conn.close()
 
 
+def write_layout_1(path: Path, promises: list[Promise]) -> None:
+    """A file as layout 1 left it: its schema, and each promise's row with its priority in
+    the doc (unless NORMAL) instead of a column of its own."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(LAYOUT_1)
+        conn.execute("PRAGMA user_version = 1")
+        for p in promises:
+            row = documents.promise_row(p)
+            priority = row.pop("priority")
+            if priority != Priority.NORMAL.value:
+                doc = {**json.loads(row["doc"]), "priority": priority}
+                row["doc"] = json.dumps(doc, separators=(",", ":"))
+            names = ", ".join(row)
+            conn.execute(
+                f"INSERT INTO promises ({names}) VALUES ({', '.join(':' + n for n in row)})", row
+            )
+        conn.execute(LAYOUT_1_URGENT_ROW, (LAYOUT_1_URGENT_DOC,))
+    conn.close()
+
+
+def layout_1_urgent_promise() -> Promise:
+    """The promise of `LAYOUT_1_URGENT_ROW`, as it was made."""
+    return lifecycle.created(
+        Promise(
+            id="0f5e3c1a-6b2d-4e8f-9a7c-1d2e3f4a5b6c",
+            contact_id="5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+            text="Send the signed quote",
+            kind=PromiseKind.SEND_INFORMATION,
+            owner_id="ana",
+            team="madrid",
+            created_by="ana",
+            due_at=T0 + 5 * HOUR,
+            created_at=T0,
+            channel=Channel.EMAIL,
+            priority=Priority.URGENT,
+        )
+    )
+
+
+def query_plan(path: Path, sql: str, **args: object) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+    finally:
+        conn.close()
+
+
+def table_columns(path: Path, table: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return [tuple(row) for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 async def opened(tmp_path: Path) -> AsyncIterator[SqlitePromiseStore]:
     store = SqlitePromiseStore(tmp_path / "followup.db", event_codec.encode, ManualClock(T0))
@@ -202,7 +323,14 @@ async def test_a_file_of_the_first_release_opens_migrated_with_every_promise_and
     path = tmp_path / "followup.db"
     p1 = a_promise(due_in=2 * HOUR)
     p2 = lifecycle.keep(a_promise(due_in=3 * HOUR), Evidence(note="called"), "ana", T0)[0]
-    p3 = a_promise("legacy-7", 4 * HOUR, paused_at=T0, status=Status.WAITING_ON_CUSTOMER, version=3)
+    p3 = a_promise(
+        "legacy-7",
+        4 * HOUR,
+        paused_at=T0,
+        status=Status.WAITING_ON_CUSTOMER,
+        version=3,
+        priority=Priority.URGENT,
+    )
     pending = planned(p1)
     delivered = replace(
         delivery(p2, ReminderKind.AT_DUE, T0, "ana", POLICY, new_id()),
@@ -295,6 +423,107 @@ async def test_opening_a_migrated_file_again_changes_nothing(tmp_path: Path) -> 
             assert len(await store.deliveries(p.id, "", None, 10)) == len(planned(p))
         finally:
             await store.close()
+
+
+async def test_a_layout_1_file_opens_with_each_priority_in_its_column_and_counted_by_index(
+    tmp_path: Path,
+) -> None:
+    # Given a file of layout 1 with promises of every priority in two teams, open, waiting
+    # (paused after their due time or before) and kept, and reminders
+    path = tmp_path / "followup.db"
+    a = a_promise
+    promises = [
+        a(team="bilbao", priority=Priority.LOW, text="Llamar a Begoña: 20 € de descuento"),
+        a(team="bilbao", priority=Priority.NORMAL, due_in=HOUR),
+        a(team="bilbao", priority=Priority.HIGH, due_in=HOUR),
+        a(team="bilbao", priority=Priority.HIGH),
+        a(team="porto", priority=Priority.URGENT, due_in=HOUR),
+        a(
+            team="porto",
+            priority=Priority.URGENT,
+            due_in=HOUR,
+            status=Status.WAITING_ON_CUSTOMER,
+            paused_at=T0 + 2 * HOUR,
+        ),
+        a(
+            team="porto",
+            priority=Priority.NORMAL,
+            due_in=HOUR,
+            status=Status.WAITING_ON_CUSTOMER,
+            paused_at=T0,
+        ),
+        a(team="porto", priority=Priority.HIGH, status=Status.KEPT, kept_at=T0),
+    ]
+    write_layout_1(path, promises)
+    urgent = layout_1_urgent_promise()
+    reminders = planned(promises[0])
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO reminders (id, promise_id, contact_id, owner_id, kind, outcome,"
+            " scheduled_us, next_attempt_us, remaining, doc) VALUES (:id, :promise_id,"
+            " :contact_id, :owner_id, :kind, :outcome, :scheduled_us, :next_attempt_us,"
+            " :remaining, :doc)",
+            [documents.delivery_row(r) for r in reminders],
+        )
+    conn.close()
+
+    # When the new release opens it
+    clock = ManualClock(T0)
+    store = SqlitePromiseStore(path, event_codec.encode, clock)
+    try:
+        # Then it is of this layout, with the table a new file has, and the WAL emptied
+        assert_migrated(path, SCHEMA_VERSION)
+        fresh = await fresh_file(tmp_path)
+        assert table_columns(path, "promises") == table_columns(fresh, "promises")
+        assert path.with_name(path.name + "-wal").stat().st_size == 0
+        # and every promise reads back as it was, its priority in the column and not the doc
+        for p in (*promises, urgent):
+            assert await store.get(p.id) == p
+        conn = sqlite3.connect(path)
+        try:
+            stored = conn.execute(
+                "SELECT priority, count(*) FROM promises"
+                " WHERE json_extract(doc, '$.priority') IS NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        finally:
+            conn.close()
+        assert stored == [("HIGH", 3), ("LOW", 1), ("NORMAL", 2), ("URGENT", 3)]
+        assert set(await store.deliveries(promises[0].id, "", None, 10)) == set(reminders)
+        # and the open ones are counted by team and priority, from the new index alone
+        counts = await store.count_open(T0 + 2 * HOUR)
+        assert sorted(counts, key=lambda c: (c.team, c.priority)) == [
+            OpenCount("bilbao", Priority.HIGH, 2, 1),
+            OpenCount("bilbao", Priority.LOW, 1, 0),
+            OpenCount("bilbao", Priority.NORMAL, 1, 1),
+            OpenCount("madrid", Priority.URGENT, 1, 0),
+            OpenCount("porto", Priority.NORMAL, 1, 0),
+            OpenCount("porto", Priority.URGENT, 2, 2),
+        ]
+        assert query_plan(path, COUNT_OPEN, now=0) == [
+            "SCAN promises USING COVERING INDEX promises_open_counts"
+        ]
+        clock.advance(2 * HOUR)
+        await PromiseGauges(store, clock)()
+        labels = {"team": "porto", "priority": "urgent"}
+        assert REGISTRY.get_sample_value("promesa_followup_promises_open", labels) == 2
+        assert REGISTRY.get_sample_value("promesa_followup_promises_overdue", labels) == 2
+    finally:
+        await store.close()
+
+    # and opening it again changes nothing
+    store = SqlitePromiseStore(path, event_codec.encode, clock)
+    try:
+        assert await store.get(urgent.id) == urgent
+        assert len(await store.count_open(T0)) == 6
+    finally:
+        await store.close()
+
+
+async def fresh_file(tmp_path: Path) -> Path:
+    """A file this release laid out from nothing."""
+    path = tmp_path / "fresh.db"
+    await SqlitePromiseStore(path, event_codec.encode, ManualClock(T0)).close()
+    return path
 
 
 async def test_a_file_from_a_newer_release_is_refused_not_misread(tmp_path: Path) -> None:
@@ -473,6 +702,20 @@ async def test_every_query_of_the_store_is_served_by_an_index(
         for plan in full_scans_and_sorts(opened._conn, issued)
         if "(status = 'OPEN' AND due_us < " not in plan
     ] == []
+
+
+async def test_the_gauges_count_from_an_index_alone_in_its_order(
+    opened: SqlitePromiseStore,
+) -> None:
+    """No table row, no JSON and no sort, however many promises are open: at a million, the
+    count read every row and doc (2.3 s) before `promises_open_counts`."""
+    p = a_promise(priority=Priority.HIGH)
+    await opened.commit(Change(saves=[(p, 0)]))
+
+    plan = query_plan(opened._path, COUNT_OPEN, now=0)
+
+    assert plan == ["SCAN promises USING COVERING INDEX promises_open_counts"]
+    assert await opened.count_open(T0) == [OpenCount("madrid", Priority.HIGH, 1, 0)]
 
 
 # --- bytes on disk -------------------------------------------------------------------------------

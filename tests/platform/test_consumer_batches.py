@@ -1,6 +1,7 @@
-"""A consumer applies a fetched batch concurrently across contacts and in order within one:
-events about the same contact never overlap, events about different contacts do, and an event
-that reaches other contacts too (a merge, an erasure) runs alone between the others."""
+"""A consumer handles events as they arrive, concurrently across contacts and in order within
+one: events about the same contact never overlap, events about different contacts do, and
+events fetched later do not wait for a slow one about another contact (the order itself is
+tested without NATS in test_in_flight)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from nats.aio.msg import Msg
-
 from devtools.natsserver import NatsServer
-from promesa.bus import DurableConsumer, EventBus, Handler, StreamSpec, handling_order
+from promesa.bus import DurableConsumer, EventBus, Handler, StreamSpec
 from promesa.events import IncomingEvent
 from tests.support import eventually
 
@@ -93,36 +92,32 @@ async def test_events_about_one_contact_apply_in_order_while_other_contacts_over
     assert steps.index("end a1") < steps.index("start a2")
 
 
-def a_message(subject: str) -> Msg:
-    return Msg(_client=None, subject=subject)  # type: ignore[arg-type]  # never acked
-
-
-def test_a_batch_runs_per_contact_and_an_event_about_several_contacts_alone() -> None:
-    batch = [
-        a_message("crm.contacts.updated.ana"),
-        a_message("crm.contacts.updated.bo"),
-        a_message("crm.contacts.became_active.ana"),
-        a_message("crm.contacts.merged.ana"),  # payload: bo merged into ana
-        a_message("crm.contacts.updated.bo"),
-        a_message("crm.contacts.erased.cy"),
-        a_message("crm.contacts.erased.di"),
-        a_message("crm.interactions.recorded.cy"),
-    ]
-
-    steps = handling_order(batch)
-
-    assert [[[m.subject for m in run] for run in step] for step in steps] == [
-        [
-            ["crm.contacts.updated.ana", "crm.contacts.became_active.ana"],
-            ["crm.contacts.updated.bo"],
-        ],
-        [["crm.contacts.merged.ana"]],
-        [["crm.contacts.updated.bo"]],
-        [["crm.contacts.erased.cy"]],
-        [["crm.contacts.erased.di"]],
-        [["crm.interactions.recorded.cy"]],
-    ]
-
-
 async def _async(value: object) -> object:
     return value
+
+
+async def test_events_fetched_later_do_not_wait_for_a_slow_one_about_another_contact(
+    nats_server: NatsServer,
+) -> None:
+    handled: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(event: IncomingEvent) -> None:
+        if event.event_id == "slow":
+            started.set()
+            await asyncio.wait_for(release.wait(), PATIENCE)  # a commit waiting for the disk
+        handled.append(event.event_id)
+
+    async with consuming(nats_server, handler) as bus:
+        # Given a consumer held up by one event,
+        await publish(bus, "slow", "contact-0")
+        await asyncio.wait_for(started.wait(), PATIENCE)
+        # when twenty more about other contacts arrive (batches of 10: several fetches),
+        for n in range(20):
+            await publish(bus, f"e{n}", f"contact-{n + 1}")
+        # then they are all handled while the first is still under way,
+        await eventually(lambda: _async(len(handled) == 20), timeout=PATIENCE)
+        assert "slow" not in handled
+        release.set()
+        # and the first finishes after them.
+        await eventually(lambda: _async(handled[-1:] == ["slow"]), timeout=PATIENCE)

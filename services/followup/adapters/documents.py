@@ -310,7 +310,6 @@ _REQUIRED = object()  # the default of a field that has none: always stored
 
 _PROMISE_DEFAULTS: Document = {
     "channel": None,
-    "priority": Priority.NORMAL.value,
     "source_interaction_id": "",
     "follows_promise_id": "",
     "service_level": "",
@@ -367,12 +366,13 @@ def _at(value: int | None) -> datetime | None:
 
 
 def promise_row(p: Promise) -> Document:
-    """The promise's SQLite row: the columns its queries use, and the rest in `doc`."""
+    """The promise's SQLite row: the columns its queries use, and the rest in `doc`. The
+    priority is a column (the gauges count open promises by it from an index alone), so the
+    doc never holds it."""
     rest: Document = {
         "text": p.text,
         "created_by": p.created_by,
         "channel": p.channel.value if p.channel else None,
-        "priority": p.priority.value,
         "source_interaction_id": p.source_interaction_id,
         "follows_promise_id": p.follows_promise_id,
         "service_level": p.service_level,
@@ -415,6 +415,7 @@ def promise_row(p: Promise) -> Document:
         "paused_us": _us(p.paused_at),
         "created_us": micros(p.created_at),
         "doc": _json(_slim(rest, _PROMISE_DEFAULTS)),
+        "priority": p.priority.value,
     }
 
 
@@ -431,7 +432,7 @@ def promise_from_row(row: Columns) -> Promise:
         due_at=from_micros(row["due_us"]),
         created_at=from_micros(row["created_us"]),
         channel=Channel(d["channel"]) if d["channel"] else None,
-        priority=Priority(d["priority"]),
+        priority=Priority(row["priority"]),
         source_interaction_id=d["source_interaction_id"],
         follows_promise_id=d["follows_promise_id"],
         service_level=d["service_level"],
