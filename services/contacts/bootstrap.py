@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from contacts.adapters import event_codec
@@ -39,8 +40,12 @@ async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return SqliteContactStore(
-        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    return await asyncio.to_thread(  # off the loop: see SqliteStore
+        SqliteContactStore,
+        common.sqlite_path,
+        event_codec.encode,
+        clock,
+        synchronous=common.sqlite_synchronous,
     )
 
 

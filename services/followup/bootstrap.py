@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,8 +72,12 @@ async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return SqlitePromiseStore(
-        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    return await asyncio.to_thread(  # off the loop: see SqliteStore
+        SqlitePromiseStore,
+        common.sqlite_path,
+        event_codec.encode,
+        clock,
+        synchronous=common.sqlite_synchronous,
     )
 
 

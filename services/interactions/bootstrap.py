@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
@@ -41,8 +42,12 @@ async def open_store(settings: InteractionsSettings, clock: Clock) -> Interactio
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return SqliteInteractionStore(
-        common.sqlite_path, event_codec.encode, clock, synchronous=common.sqlite_synchronous
+    return await asyncio.to_thread(  # off the loop: see SqliteStore
+        SqliteInteractionStore,
+        common.sqlite_path,
+        event_codec.encode,
+        clock,
+        synchronous=common.sqlite_synchronous,
     )
 
 

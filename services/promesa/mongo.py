@@ -317,8 +317,15 @@ async def _transaction(
 # --- outbox -------------------------------------------------------------------------------------
 
 
-async def append_outbox(db: Database, session: Session, events: Sequence[OutgoingEvent]) -> None:
-    """Inside the state change's transaction: one row per event, numbered in commit order.
+async def append_outbox(
+    db: Database,
+    session: Session,
+    events: Sequence[OutgoingEvent],
+    held_by: str | None = None,
+    until: datetime | None = None,
+) -> None:
+    """Inside the state change's transaction: one row per event, numbered in commit order,
+    claimed for `held_by` until `until` when given (`OutboxStore.hold_new_events`).
 
     The sequence comes from a counter document incremented in the same transaction, so two
     transactions that both append conflict and one of them retries after the other has
@@ -353,8 +360,9 @@ async def append_outbox(db: Database, session: Session, events: Sequence[Outgoin
     )
     assert counter is not None
     first = int(counter["seq"]) - len(fresh) + 1
+    claim = {"claimed_by": held_by, "claimed_until": to_iso(until) if until else None}
     await outbox.insert_many(
-        [{"_id": first + i, **e.row()} for i, e in enumerate(fresh)],
+        [{"_id": first + i, **e.row(), **claim} for i, e in enumerate(fresh)],
         ordered=True,
         session=session,
     )
@@ -407,6 +415,23 @@ async def claim_outbox(
             .sort("_id", ASCENDING)
             .to_list()
         )
+    return [(int(r["_id"]), OutgoingEvent.from_row(r)) for r in rows]
+
+
+async def held_outbox(
+    db: Database, holder: str, after: int, now: datetime, limit: int
+) -> list[tuple[int, OutgoingEvent]]:
+    """The events `holder` holds past `after` and whose claim still runs, in commit order: a
+    read, as they were claimed when written."""
+    if limit <= 0:
+        return []
+    rows = (
+        await db[OUTBOX]
+        .find({"_id": {"$gt": after}, "claimed_by": holder, "claimed_until": {"$gt": to_iso(now)}})
+        .sort("_id", ASCENDING)
+        .limit(limit)
+        .to_list()
+    )
     return [(int(r["_id"]), OutgoingEvent.from_row(r)) for r in rows]
 
 

@@ -54,6 +54,7 @@ class MongoStore(Generic[E]):
         self._db = database
         self._encode = encode
         self._clock = clock
+        self._holding: tuple[str, timedelta] | None = None  # hold_new_events
         self._collections(database)
 
     def _collections(self, database: db.Database) -> None:
@@ -97,6 +98,7 @@ class MongoStore(Generic[E]):
         (DuplicateRequestError), the caller's writes, then the outbox rows. Encode events before
         calling: a retried transaction must write the very same ones."""
         now = self._clock.now()
+        holder, until = _claim(self._holding, now)
 
         async def write(session: db.Session) -> None:
             if handled is not None and not await db.inbox_claim(
@@ -109,7 +111,7 @@ class MongoStore(Generic[E]):
             ):
                 raise DuplicateRequestError(k.request_id)
             await apply(session)
-            await db.append_outbox(self._db, session, events)
+            await db.append_outbox(self._db, session, events, holder, until)
 
         with tracing.commit_span(events) as traced:
             events = traced  # `write` reads them when it runs: stamped with the commit's span
@@ -153,6 +155,14 @@ class MongoStore(Generic[E]):
     ) -> Sequence[tuple[int, OutgoingEvent]]:
         now = self._clock.now()
         return await db.claim_outbox(self._db, holder, limit, now, now + lease)
+
+    def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
+        self._holding = (holder, lease) if holder else None
+
+    async def held_events(
+        self, holder: str, after: int, limit: int
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        return await db.held_outbox(self._db, holder, after, self._clock.now(), limit)
 
     async def release_events(self, holder: str) -> None:
         await db.release_outbox(self._db, holder)
@@ -211,3 +221,13 @@ def _guard_public_methods(cls: type) -> None:
 
 
 _guard_public_methods(MongoStore)
+
+
+def _claim(
+    holding: tuple[str, timedelta] | None, now: datetime
+) -> tuple[str | None, datetime | None]:
+    """Who a write's outbox rows are claimed for as they are written, and until when."""
+    if holding is None:
+        return None, None
+    holder, lease = holding
+    return holder, now + lease

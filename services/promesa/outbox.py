@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,6 +36,18 @@ class OutboxStore(Protocol):
         order."""
         ...
 
+    def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
+        """Claims the events of every write from now on for `holder`, for `lease`, in the
+        write's own transaction (None: from now on they are written unclaimed)."""
+        ...
+
+    async def held_events(
+        self, holder: str, after: int, limit: int
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        """The events `holder` holds whose claim still runs, numbered after `after`, in commit
+        order: a read."""
+        ...
+
     async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:
         """The oldest unsent events, whoever holds them, in commit order (nothing is claimed)."""
         ...
@@ -62,6 +75,14 @@ class OutboxRelay:
     publishing every row. A crash after publishing but before marking sent only republishes
     (once its claim runs out, through whichever relay claims the rows): JetStream drops the
     copy by its `Nats-Msg-Id`.
+
+    While it runs, its replica's writes claim their rows for it as they commit
+    (`hold_new_events`): woken by a commit, it reads them and publishes at once, and deletes
+    them behind its back. Claiming them afterwards cost a write of its own, which waited for
+    the commit in flight and then its own: at 500 events/s on a million open promises, most of
+    the time from a commit to its event on NATS. Rows nobody holds any more (a relay stopped
+    or died, or failed to publish) are claimed the old way: at start, on every poll and in
+    `flush`.
     """
 
     def __init__(
@@ -86,6 +107,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._sent_through = 0  # the last held row published: the next read starts after it
+        self._deleting: set[asyncio.Task[None]] = set()
+        self._deleting_rows = 0
 
     def hold_as(self, address: str) -> None:
         """Claims from now on as the replica at `address` (host and gRPC port). Two live
@@ -104,19 +128,29 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = 0.1
-        while not self._stopping.is_set():
-            self._wake.clear()  # a commit during the flush sets it again, so none is missed
-            try:
-                await self._publish_claimable()
-                backoff = 0.1
-            except Exception as exc:
-                log.warning(
-                    "outbox_publish_failed", holder=self.holder, error=repr(exc), retry_in=backoff
-                )
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            await self._sleep(self._poll_interval)
+        claim = True  # at start, and after a poll or a failure: rows nobody holds too
+        self._store.hold_new_events(self.holder, self._lease)
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()  # a commit during the flush sets it again, so none is missed
+                try:
+                    await self._publish_claimable(claim=claim)
+                    backoff = 0.1
+                except Exception as exc:
+                    log.warning(
+                        "outbox_publish_failed",
+                        holder=self.holder,
+                        error=repr(exc),
+                        retry_in=backoff,
+                    )
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    claim = True
+                    continue
+                claim = not await self._sleep(self._poll_interval)
+        finally:
+            self._store.hold_new_events(None, self._lease)
+            await self._deletes_done()
         await self._release()
 
     async def flush(self) -> int:
@@ -124,7 +158,8 @@ class OutboxRelay:
         held meanwhile to go out, taking them over if their holder died: when it returns, every
         event committed before the call is in JetStream (what an erasure needs before it purges
         the stream). Returns how many events this relay published."""
-        published = await self._publish_claimable()
+        published = await self._publish_claimable(claim=True)
+        await self._deletes_done()
         deadline = time.monotonic() + self._lease.total_seconds()
         waiting_for = {seq for seq, _ in await self._store.pending_events(self._batch_size)}
         while waiting_for:
@@ -134,35 +169,66 @@ class OutboxRelay:
                 )
                 break
             await asyncio.sleep(_OTHERS_POLL)
-            published += await self._publish_claimable()
+            published += await self._publish_claimable(claim=True)
+            await self._deletes_done()
             still = {seq for seq, _ in await self._store.pending_events(self._batch_size)}
             waiting_for &= still
         return published
 
-    async def _publish_claimable(self) -> int:
-        """Claims, publishes and deletes batch after batch until nothing is left to claim."""
+    async def _publish_claimable(self, *, claim: bool) -> int:
+        """Publishes the rows held since their commit; with `claim`, then claims and publishes
+        batch after batch until nothing is left to claim."""
         published = 0
         async with self._lock:
-            while True:
-                rows = await self._store.claim_events(self.holder, self._batch_size, self._lease)
-                if not rows:
-                    break
-                try:
-                    with tracing.relay_batch(self._service, [e for _, e in rows]) as events:
-                        await self._bus.publish_batch(events)
-                except Exception:
-                    # Another relay may get through where this one could not: hand them over.
-                    await self._release()
-                    raise
-                await self._store.mark_events_sent([seq for seq, _ in rows])
-                for _, event in rows:
-                    metrics.EVENTS_PUBLISHED.labels(self._service, event.type).inc()
+            while rows := await self._store.held_events(
+                self.holder, self._sent_through, self._batch_size
+            ):
+                await self._publish(rows)
+                self._sent_through = rows[-1][0]
                 published += len(rows)
+            if claim:
+                await self._deletes_done()  # a row claimed again must not be one just sent
+                while rows := await self._store.claim_events(
+                    self.holder, self._batch_size, self._lease
+                ):
+                    await self._publish(rows)
+                    await self._deletes_done()
+                    published += len(rows)
             backlog = await self._store.outbox_backlog()
             metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
-            if not backlog:  # caught up: no wait for the refresher to say the age is gone
+            if backlog <= self._deleting_rows:  # caught up: no wait for the refresher
                 metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(0)
         return published
+
+    async def _publish(self, rows: Sequence[tuple[int, OutgoingEvent]]) -> None:
+        """Publishes a batch, then deletes it in the background: the next batch does not wait
+        for that write."""
+        try:
+            with tracing.relay_batch(self._service, [e for _, e in rows]) as events:
+                await self._bus.publish_batch(events)
+        except Exception:
+            # Another relay may get through where this one could not: hand them over.
+            await self._deletes_done()
+            await self._release()
+            raise
+        for _, event in rows:
+            metrics.EVENTS_PUBLISHED.labels(self._service, event.type).inc()
+        deleting = self._store.mark_events_sent([seq for seq, _ in rows])
+        self._deleting.add(task := asyncio.create_task(deleting))
+        self._deleting_rows += len(rows)
+        task.add_done_callback(functools.partial(self._deleted, len(rows)))
+
+    def _deleted(self, rows: int, task: asyncio.Task[None]) -> None:
+        self._deleting.discard(task)
+        self._deleting_rows -= rows
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The rows stay, held by this relay: claimed again, they go out again, and
+            # JetStream drops the copies.
+            log.warning("outbox_delete_failed", holder=self.holder, rows=rows, error=repr(exc))
+
+    async def _deletes_done(self) -> None:
+        while self._deleting:
+            await asyncio.gather(*self._deleting, return_exceptions=True)
 
     async def measure(self, now: datetime) -> None:
         """Sets the outbox gauges from the store, whoever holds the rows (the metrics
@@ -178,6 +244,9 @@ class OutboxRelay:
         except Exception as exc:  # the claims then run out on their own
             log.warning("outbox_release_failed", holder=self.holder, error=repr(exc))
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """True when woken (a commit, a stop) before `seconds` passed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+            return True
+        return False

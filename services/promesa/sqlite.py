@@ -222,14 +222,37 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def append_outbox(conn: sqlite3.Connection, events: Sequence[OutgoingEvent]) -> None:
+def append_outbox(
+    conn: sqlite3.Connection,
+    events: Sequence[OutgoingEvent],
+    held_by: str | None = None,
+    until: datetime | None = None,
+) -> None:
+    """Inside the state change's transaction; `held_by` claims the rows for that relay until
+    `until` as they are written (`OutboxStore.hold_new_events`)."""
+    claim = {"claimed_by": held_by, "claimed_until": _iso(until) if until else None}
     conn.executemany(
-        "INSERT OR IGNORE INTO outbox"
-        " (event_id, subject, type, source, time, ce_subject, data, traceparent, tracestate)"
+        "INSERT OR IGNORE INTO outbox (event_id, subject, type, source, time, ce_subject, data,"
+        " traceparent, tracestate, claimed_by, claimed_until)"
         " VALUES (:event_id, :subject, :type, :source, :time, :ce_subject, :data,"
-        " :traceparent, :tracestate)",
-        [e.row() for e in events],
+        " :traceparent, :tracestate, :claimed_by, :claimed_until)",
+        [{**e.row(), **claim} for e in events],
     )
+
+
+def held_outbox(
+    conn: sqlite3.Connection, holder: str, after: int, now: datetime, limit: int
+) -> list[tuple[int, OutgoingEvent]]:
+    """The events `holder` holds past `after` and whose claim still runs, in commit order: a
+    read, as they were claimed when written."""
+    if limit <= 0:
+        return []
+    rows = conn.execute(
+        f"SELECT seq, {_EVENT_COLUMNS} FROM outbox WHERE seq > ? AND claimed_by = ?"
+        " AND claimed_until > ? ORDER BY seq LIMIT ?",
+        (after, holder, _iso(now), limit),
+    ).fetchall()
+    return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 
 
 def pending_outbox(conn: sqlite3.Connection, limit: int) -> list[tuple[int, OutgoingEvent]]:

@@ -31,7 +31,11 @@ T = TypeVar("T")
 
 class SqliteStore:
     """Subclasses add their schema and domain tables. Reads use `_conn` on the event loop; every
-    write goes through `_write`, on the group writer's connection (promesa.sqlite_writer)."""
+    write goes through `_write`, on the group writer's connection (promesa.sqlite_writer).
+
+    Open one off the event loop (`asyncio.to_thread`): opening lays out or migrates the file
+    (seconds on a large one) and waits for its write lock, which another store on the same file
+    in this process holds until the loop has run its group's statements."""
 
     def __init__(self, path: Path, schema: str, clock: Clock, *, synchronous: str = "FULL") -> None:
         writer = db.open_database(path, synchronous=synchronous)
@@ -40,6 +44,7 @@ class SqliteStore:
         self._writer = GroupWriter(writer, name=f"sqlite-writer:{path.name}")
         self._conn = db.open_reader(path)
         self._clock = clock
+        self._holding: tuple[str, timedelta] | None = None  # hold_new_events
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Brings a file written by an older release up to this schema, before any write."""
@@ -57,7 +62,10 @@ class SqliteStore:
         (AlreadyHandledError), the idempotency key (DuplicateRequestError), `apply`'s writes,
         then the outbox rows. Returns once it is durable (`durable` False: bookkeeping that may
         be lost and redone, committed without an fsync of its own)."""
-        now = self._clock.now() if handled is not None else None
+        now = self._clock.now() if handled is not None or self._holding else None
+        holder, until = (None, None)
+        if self._holding is not None and now is not None:
+            holder, until = self._holding[0], now + self._holding[1]
 
         def change(conn: sqlite3.Connection) -> T:
             if (
@@ -76,7 +84,7 @@ class SqliteStore:
                     raise DuplicateRequestError(k.request_id) from None
             result = apply(conn)
             if events:
-                db.append_outbox(conn, events)
+                db.append_outbox(conn, events, holder, until)
             return result
 
         with tracing.commit_span(events) as traced:
@@ -117,6 +125,14 @@ class SqliteStore:
         return await self._write(
             lambda conn: db.claim_outbox(conn, holder, limit, now, now + lease), durable=False
         )
+
+    def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
+        self._holding = (holder, lease) if holder else None
+
+    async def held_events(
+        self, holder: str, after: int, limit: int
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        return db.held_outbox(self._conn, holder, after, self._clock.now(), limit)
 
     async def release_events(self, holder: str) -> None:
         await self._write(lambda conn: db.release_outbox(conn, holder), durable=False)

@@ -242,6 +242,7 @@ class Watched:
     def __init__(self, store: NoteStore) -> None:
         self._store = store
         self._looks = 0
+        self.claims = 0  # claim_events calls: writes of the relay's own
 
     async def looked(self, times: int) -> bool:
         return self._looks >= times
@@ -250,9 +251,18 @@ class Watched:
         self._looks += 1
         return await self._store.pending_events(limit)
 
+    def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
+        self._store.hold_new_events(holder, lease)
+
+    async def held_events(
+        self, holder: str, after: int, limit: int
+    ) -> Sequence[tuple[int, OutgoingEvent]]:
+        return await self._store.held_events(holder, after, limit)
+
     async def claim_events(
         self, holder: str, limit: int, lease: timedelta
     ) -> Sequence[tuple[int, OutgoingEvent]]:
+        self.claims += 1
         return await self._store.claim_events(holder, limit, lease)
 
     async def mark_events_sent(self, seqs: Sequence[int]) -> None:
@@ -286,3 +296,78 @@ async def test_a_relay_that_cannot_publish_hands_its_claims_over_at_once(
     await second.relay.flush()
     await settled(quiet_replicas, subscriber, 1)
     assert subscriber.seen == Counter({"e-1": 1})
+
+
+async def test_a_running_relay_sends_its_replicas_events_without_claiming_each_commit(
+    quiet_replicas: list[Replica], subscriber: Subscriber
+) -> None:
+    first, _ = quiet_replicas
+    watched = Watched(first.store)
+    # Given a running relay that only polls for rows nobody holds once an hour,
+    relay = OutboxRelay(watched, first.bus, service="notes", poll_interval=3600)
+    running = asyncio.create_task(relay.run())
+    await eventually(lambda: _async(watched.claims >= 1))  # at start: what was left before
+    claims_at_start = watched.claims
+    try:
+        # when its replica commits 20 events, each waking it as a service's writes do,
+        for i in range(20):
+            await first.store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i:02}")))
+            relay.notify()
+        # then each goes out once, held for it since its commit: no claim of its own.
+        await eventually(lambda: _received(subscriber, 20), timeout=15)
+        assert watched.claims == claims_at_start
+    finally:
+        relay.stop()
+        await running
+    await settled(quiet_replicas, subscriber, 20)
+    assert subscriber.total() == 20
+
+
+async def test_events_held_at_their_commit_for_a_relay_that_died_go_out_when_its_claim_runs_out(
+    quiet_replicas: list[Replica], subscriber: Subscriber, clock: ManualClock
+) -> None:
+    first, second = quiet_replicas
+    # Given a replica whose writes held their events for its relay, which died unsent
+    first.store.hold_new_events("notes-dead", CLAIM_LEASE)
+    for i in range(3):
+        await first.store.commit(creating(Note(f"n-{i}", "x"), event(f"e-{i}")))
+    first.store.hold_new_events(None, CLAIM_LEASE)
+    watched = Watched(second.store)
+    relay = OutboxRelay(watched, second.bus, service="notes")
+
+    # When another replica flushes, it waits while the claim may still be in use
+    flushing = asyncio.create_task(relay.flush())
+    await eventually(lambda: watched.looked(3))
+    assert not flushing.done()
+    assert subscriber.total() == 0
+
+    # And once the claim runs out, the events go out once
+    clock.advance(CLAIM_LEASE)
+    await asyncio.wait_for(flushing, 5)
+    await settled(quiet_replicas, subscriber, 3)
+    assert subscriber.total() == 3
+
+
+async def test_a_stopped_relay_leaves_later_events_to_the_other_replicas_at_once(
+    quiet_replicas: list[Replica], subscriber: Subscriber
+) -> None:
+    first, second = quiet_replicas
+    # Given a replica whose relay ran and stopped (its service is shutting down)
+    running = asyncio.create_task(first.relay.run())
+    await first.store.commit(creating(Note("n-0", "x"), event("e-0")))
+    first.relay.notify()
+    await eventually(lambda: _received(subscriber, 1), timeout=15)
+    first.relay.stop()
+    await running
+
+    # When that replica still commits an event (a last write finishing)
+    await first.store.commit(creating(Note("n-1", "x"), event("e-1")))
+
+    # Then nobody holds it: the other replica's relay sends it now, not after a lease
+    await asyncio.wait_for(second.relay.flush(), 5)
+    await settled(quiet_replicas, subscriber, 2)
+    assert subscriber.seen == Counter({"e-0": 1, "e-1": 1})
+
+
+async def _async(value: bool) -> bool:
+    return value
