@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from contacts.adapters import event_codec
@@ -13,6 +12,7 @@ from contacts.ports import ContactStore
 from contacts.settings import ContactsSettings
 from contacts.usecases import ContactCommands, ContactQueries, ContactReactions
 from crm.contacts.v1 import contacts_service_pb2_grpc as contacts_grpc
+from promesa import sqlite_store
 from promesa.bus import CONTACTS_STREAM
 from promesa.clock import Clock, SystemClock
 from promesa.runtime import Runtime, ServiceParts, connect_messaging
@@ -40,13 +40,7 @@ async def open_store(settings: ContactsSettings, clock: Clock) -> ContactStore:
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return await asyncio.to_thread(  # off the loop: see SqliteStore
-        SqliteContactStore,
-        common.sqlite_path,
-        event_codec.encode,
-        clock,
-        synchronous=common.sqlite_synchronous,
-    )
+    return await sqlite_store.opened(SqliteContactStore, common, event_codec.encode, clock)
 
 
 async def build(settings: ContactsSettings, clock: Clock | None = None) -> ContactsApp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +28,7 @@ from followup.settings import FollowupSettings
 from followup.usecases import PromiseCommands, PromiseQueries, PromiseReactions
 from followup.usecases.commands import SatisfactionSurvey
 from followup.usecases.planning import PromisePlanner
+from promesa import sqlite_store
 from promesa.bus import FOLLOWUP_STREAM
 from promesa.clock import Clock, SystemClock
 from promesa.erasure import StreamEraser
@@ -72,13 +72,7 @@ async def open_store(settings: FollowupSettings, clock: Clock) -> PromiseStore:
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return await asyncio.to_thread(  # off the loop: see SqliteStore
-        SqlitePromiseStore,
-        common.sqlite_path,
-        event_codec.encode,
-        clock,
-        synchronous=common.sqlite_synchronous,
-    )
+    return await sqlite_store.opened(SqlitePromiseStore, common, event_codec.encode, clock)
 
 
 @dataclass(frozen=True)

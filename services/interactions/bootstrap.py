@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from crm.interactions.v1 import interactions_service_pb2_grpc as interactions_grpc
@@ -13,6 +12,7 @@ from interactions.entrypoints.grpc_api import SERVICE_NAME, InteractionsServicer
 from interactions.ports import InteractionStore
 from interactions.settings import InteractionsSettings
 from interactions.usecases import InteractionCommands, InteractionQueries, InteractionReactions
+from promesa import sqlite_store
 from promesa.bus import INTERACTIONS_STREAM
 from promesa.clock import Clock, SystemClock
 from promesa.erasure import StreamEraser
@@ -42,13 +42,7 @@ async def open_store(settings: InteractionsSettings, clock: Clock) -> Interactio
             common.mongodb_uri, common.mongodb_database, event_codec.encode, clock
         )
         return store
-    return await asyncio.to_thread(  # off the loop: see SqliteStore
-        SqliteInteractionStore,
-        common.sqlite_path,
-        event_codec.encode,
-        clock,
-        synchronous=common.sqlite_synchronous,
-    )
+    return await sqlite_store.opened(SqliteInteractionStore, common, event_codec.encode, clock)
 
 
 async def build(settings: InteractionsSettings, clock: Clock | None = None) -> InteractionsApp:

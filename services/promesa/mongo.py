@@ -419,15 +419,16 @@ async def claim_outbox(
 
 
 async def held_outbox(
-    db: Database, holder: str, after: int, now: datetime, limit: int
+    db: Database, holder: str, after: int, limit: int
 ) -> list[tuple[int, OutgoingEvent]]:
-    """The events `holder` holds past `after` and whose claim still runs, in commit order: a
-    read, as they were claimed when written."""
+    """The events `holder` holds past `after`, in commit order: a read, as they were claimed
+    when written. Those whose claim ran out are included while nobody took them over, so a
+    relay that fell behind still sends in commit order."""
     if limit <= 0:
         return []
     rows = (
         await db[OUTBOX]
-        .find({"_id": {"$gt": after}, "claimed_by": holder, "claimed_until": {"$gt": to_iso(now)}})
+        .find({"_id": {"$gt": after}, "claimed_by": holder})
         .sort("_id", ASCENDING)
         .limit(limit)
         .to_list()

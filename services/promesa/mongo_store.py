@@ -162,7 +162,7 @@ class MongoStore(Generic[E]):
     async def held_events(
         self, holder: str, after: int, limit: int
     ) -> Sequence[tuple[int, OutgoingEvent]]:
-        return await db.held_outbox(self._db, holder, after, self._clock.now(), limit)
+        return await db.held_outbox(self._db, holder, after, limit)
 
     async def release_events(self, holder: str) -> None:
         await db.release_outbox(self._db, holder)

@@ -44,8 +44,7 @@ class OutboxStore(Protocol):
     async def held_events(
         self, holder: str, after: int, limit: int
     ) -> Sequence[tuple[int, OutgoingEvent]]:
-        """The events `holder` holds whose claim still runs, numbered after `after`, in commit
-        order: a read."""
+        """The events `holder` holds, numbered after `after`, in commit order: a read."""
         ...
 
     async def pending_events(self, limit: int) -> Sequence[tuple[int, OutgoingEvent]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 import sys
@@ -310,6 +311,17 @@ class HasCommon(Protocol):
 S = TypeVar("S", bound=HasCommon)
 
 
+def settle_garbage_collector() -> None:
+    """Once the service is built: what it built lives as long as the process, so the cyclic
+    collector stops walking it (`gc.freeze`), and it runs after 10,000 allocations rather than
+    700. A call allocates hundreds of short-lived objects, nearly all freed by reference
+    counting; measured in `make bench`, the collector's passes over what boot left cost some
+    5-10% of a create or a recorded interaction."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Application]]) -> None:
     """The body of every service's `__main__`: settings from the environment (exit 2 with a
     message naming the variable when they are bad), logging, then serve until signalled."""
@@ -327,6 +339,7 @@ def serve(name: str, load: Callable[[], S], build: Callable[[S], Awaitable[Appli
         except ConfigError as exc:  # found only on connecting, e.g. a server without transactions
             print(f"{name}: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        settle_garbage_collector()
         try:
             await app.runtime.serve_until_signalled()
         except PortInUseError as exc:

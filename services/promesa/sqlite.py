@@ -241,16 +241,17 @@ def append_outbox(
 
 
 def held_outbox(
-    conn: sqlite3.Connection, holder: str, after: int, now: datetime, limit: int
+    conn: sqlite3.Connection, holder: str, after: int, limit: int
 ) -> list[tuple[int, OutgoingEvent]]:
-    """The events `holder` holds past `after` and whose claim still runs, in commit order: a
-    read, as they were claimed when written."""
+    """The events `holder` holds past `after`, in commit order: a read, as they were claimed
+    when written. Those whose claim ran out are included while nobody took them over, so a
+    relay that fell behind still sends in commit order."""
     if limit <= 0:
         return []
     rows = conn.execute(
         f"SELECT seq, {_EVENT_COLUMNS} FROM outbox WHERE seq > ? AND claimed_by = ?"
-        " AND claimed_until > ? ORDER BY seq LIMIT ?",
-        (after, holder, _iso(now), limit),
+        " ORDER BY seq LIMIT ?",
+        (after, holder, limit),
     ).fetchall()
     return [(r["seq"], OutgoingEvent.from_row(r)) for r in rows]
 

@@ -4,18 +4,20 @@ consumers use."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from promesa import sqlite as db
 from promesa import tracing
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.settings import CommonSettings
 from promesa.sqlite_writer import GroupWriter
 from promesa.storage import (
     AlreadyHandledError,
@@ -33,9 +35,9 @@ class SqliteStore:
     """Subclasses add their schema and domain tables. Reads use `_conn` on the event loop; every
     write goes through `_write`, on the group writer's connection (promesa.sqlite_writer).
 
-    Open one off the event loop (`asyncio.to_thread`): opening lays out or migrates the file
-    (seconds on a large one) and waits for its write lock, which another store on the same file
-    in this process holds until the loop has run its group's statements."""
+    Open one with `opened`, off the event loop: opening lays out or migrates the file (seconds
+    on a large one) and waits for its write lock, which another store on the same file in this
+    process holds until the loop has run its group's statements."""
 
     def __init__(self, path: Path, schema: str, clock: Clock, *, synchronous: str = "FULL") -> None:
         writer = db.open_database(path, synchronous=synchronous)
@@ -132,7 +134,7 @@ class SqliteStore:
     async def held_events(
         self, holder: str, after: int, limit: int
     ) -> Sequence[tuple[int, OutgoingEvent]]:
-        return db.held_outbox(self._conn, holder, after, self._clock.now(), limit)
+        return db.held_outbox(self._conn, holder, after, limit)
 
     async def release_events(self, holder: str) -> None:
         await self._write(lambda conn: db.release_outbox(conn, holder), durable=False)
@@ -206,3 +208,19 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 def _update_sql(table: str, columns: tuple[str, ...]) -> str:
     assignments = ", ".join(f"{c} = :{c}" for c in columns if c != "id")
     return f"UPDATE {table} SET {assignments} WHERE id = :id AND version = :expected_version"
+
+
+S = TypeVar("S", bound=SqliteStore, covariant=True)
+
+
+class _Opening(Protocol[S]):
+    """A service's store class: (path, its event encoder, clock, synchronous)."""
+
+    def __call__(self, path: Path, encode: Any, clock: Clock, *, synchronous: str) -> S: ...
+
+
+async def opened(store: _Opening[S], common: CommonSettings, encode: Any, clock: Clock) -> S:
+    """The service's store on CRM_SQLITE_PATH, opened off the event loop (see SqliteStore)."""
+    return await asyncio.to_thread(
+        store, common.sqlite_path, encode, clock, synchronous=common.sqlite_synchronous
+    )

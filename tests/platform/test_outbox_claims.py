@@ -371,3 +371,35 @@ async def test_a_stopped_relay_leaves_later_events_to_the_other_replicas_at_once
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_relay_that_fell_behind_its_claims_still_sends_in_commit_order(
+    quiet_replicas: list[Replica], nats_server: NatsServer, clock: ManualClock
+) -> None:
+    first, _ = quiet_replicas
+    order: list[str] = []
+    nc = await nats.connect(nats_server.url)
+
+    async def received(msg: Msg) -> None:
+        order.append((msg.headers or {})["ce-id"])
+
+    await nc.subscribe(EVERYTHING, cb=received)
+    await nc.flush()
+    watched = Watched(first.store)
+    relay = OutboxRelay(watched, first.bus, service="notes", poll_interval=3600)
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _async(watched.claims >= 1))  # started: its writes held for it
+        # Given an event held for the relay since a commit longer ago than its claim,
+        await first.store.commit(creating(Note("n-1", "x"), event("e-1")))
+        clock.advance(CLAIM_LEASE * 2)
+        # when a later commit wakes the relay,
+        await first.store.commit(creating(Note("n-2", "x"), event("e-2")))
+        relay.notify()
+        # then the two go out in the order they were committed.
+        await eventually(lambda: _async(len(order) == 2), timeout=15)
+        assert order == ["e-1", "e-2"]
+    finally:
+        relay.stop()
+        await running
+        await nc.close()
