@@ -14,6 +14,7 @@ from promesa import tracing
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.outbox import Hold
 from promesa.storage import (
     AlreadyHandledError,
     DeadLetter,
@@ -54,7 +55,7 @@ class MongoStore(Generic[E]):
         self._db = database
         self._encode = encode
         self._clock = clock
-        self._holding: tuple[str, timedelta] | None = None  # hold_new_events
+        self._hold: Hold | None = None
         self._collections(database)
 
     def _collections(self, database: db.Database) -> None:
@@ -98,7 +99,7 @@ class MongoStore(Generic[E]):
         (DuplicateRequestError), the caller's writes, then the outbox rows. Encode events before
         calling: a retried transaction must write the very same ones."""
         now = self._clock.now()
-        holder, until = _claim(self._holding, now)
+        held_by, until = self._hold.claim(now) if self._hold else (None, None)
 
         async def write(session: db.Session) -> None:
             if handled is not None and not await db.inbox_claim(
@@ -111,7 +112,7 @@ class MongoStore(Generic[E]):
             ):
                 raise DuplicateRequestError(k.request_id)
             await apply(session)
-            await db.append_outbox(self._db, session, events, holder, until)
+            await db.append_outbox(self._db, session, events, held_by, until)
 
         with tracing.commit_span(events) as traced:
             events = traced  # `write` reads them when it runs: stamped with the commit's span
@@ -157,7 +158,7 @@ class MongoStore(Generic[E]):
         return await db.claim_outbox(self._db, holder, limit, now, now + lease)
 
     def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
-        self._holding = (holder, lease) if holder else None
+        self._hold = Hold(holder, lease) if holder else None
 
     async def held_events(
         self, holder: str, after: int, limit: int
@@ -221,13 +222,3 @@ def _guard_public_methods(cls: type) -> None:
 
 
 _guard_public_methods(MongoStore)
-
-
-def _claim(
-    holding: tuple[str, timedelta] | None, now: datetime
-) -> tuple[str | None, datetime | None]:
-    """Who a write's outbox rows are claimed for as they are written, and until when."""
-    if holding is None:
-        return None, None
-    holder, lease = holding
-    return holder, now + lease

@@ -8,6 +8,7 @@ import functools
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -58,6 +59,18 @@ class OutboxStore(Protocol):
         ...
 
     async def outbox_backlog(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Whom a store's writes claim their outbox rows for as they commit
+    (`OutboxStore.hold_new_events`), and for how long."""
+
+    holder: str
+    lease: timedelta
+
+    def claim(self, now: datetime) -> tuple[str, datetime]:
+        return self.holder, now + self.lease
 
 
 # Longer than a batch's publish timeout (EventBus.publish_batch, 10 s), so a live relay's claim

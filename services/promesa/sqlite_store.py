@@ -17,6 +17,7 @@ from promesa import tracing
 from promesa.clock import Clock
 from promesa.event_catalog import subject_token
 from promesa.events import IncomingEvent, OutgoingEvent
+from promesa.outbox import Hold
 from promesa.settings import CommonSettings
 from promesa.sqlite_writer import GroupWriter
 from promesa.storage import (
@@ -46,7 +47,7 @@ class SqliteStore:
         self._writer = GroupWriter(writer, name=f"sqlite-writer:{path.name}")
         self._conn = db.open_reader(path)
         self._clock = clock
-        self._holding: tuple[str, timedelta] | None = None  # hold_new_events
+        self._hold: Hold | None = None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Brings a file written by an older release up to this schema, before any write."""
@@ -64,16 +65,12 @@ class SqliteStore:
         (AlreadyHandledError), the idempotency key (DuplicateRequestError), `apply`'s writes,
         then the outbox rows. Returns once it is durable (`durable` False: bookkeeping that may
         be lost and redone, committed without an fsync of its own)."""
-        now = self._clock.now() if handled is not None or self._holding else None
-        holder, until = (None, None)
-        if self._holding is not None and now is not None:
-            holder, until = self._holding[0], now + self._holding[1]
+        now = self._clock.now()
+        held_by, until = self._hold.claim(now) if self._hold else (None, None)
 
         def change(conn: sqlite3.Connection) -> T:
-            if (
-                handled is not None
-                and now is not None
-                and not db.inbox_claim(conn, handled.consumer, handled.event_id, now)
+            if handled is not None and not db.inbox_claim(
+                conn, handled.consumer, handled.event_id, now
             ):
                 raise AlreadyHandledError(handled.event_id)
             if idempotency is not None:
@@ -86,7 +83,7 @@ class SqliteStore:
                     raise DuplicateRequestError(k.request_id) from None
             result = apply(conn)
             if events:
-                db.append_outbox(conn, events, holder, until)
+                db.append_outbox(conn, events, held_by, until)
             return result
 
         with tracing.commit_span(events) as traced:
@@ -129,7 +126,7 @@ class SqliteStore:
         )
 
     def hold_new_events(self, holder: str | None, lease: timedelta) -> None:
-        self._holding = (holder, lease) if holder else None
+        self._hold = Hold(holder, lease) if holder else None
 
     async def held_events(
         self, holder: str, after: int, limit: int
